@@ -1,0 +1,54 @@
+"""rwsgi: a WSGI application server with a Rust network core.
+
+``serve(app, **options)`` runs the master process: it binds the listeners,
+forks the workers and supervises them until SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from rwsgi import _rwsgi
+from rwsgi.loader import AppLoadError, load_app
+from rwsgi.options import OPTIONS, OptionError, normalize
+
+__all__ = ["OPTIONS", "AppLoadError", "OptionError", "__version__", "serve"]
+
+__version__: str = _rwsgi.__version__
+
+
+def _prepare_process(config: dict[str, Any]) -> None:
+    if config["chdir"]:
+        os.chdir(config["chdir"])
+    for path in reversed(config["pythonpath"]):
+        sys.path.insert(0, os.path.abspath(path))
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
+def serve(app: Callable[..., Any] | str, **options: Any) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM; blocks in the master process.
+
+    ``app`` is a WSGI callable, or a ``"module:attr"`` string that is imported
+    in the master (the default) or in every worker when ``preload=False``.
+    Options are those of ``rwsgi.OPTIONS`` (``workers``, ``threads``, ``http``...);
+    a wrong one raises ``TypeError`` or ``ValueError`` naming it.
+    """
+    if sys.platform == "win32":  # pragma: no cover - rwsgi forks
+        raise RuntimeError("rwsgi needs a Unix system (it forks worker processes)")
+    config = normalize(options)
+    _prepare_process(config)
+    if isinstance(app, str):
+        label = app
+        if config["preload"]:
+            _rwsgi.serve(load_app(app), None, label, config)
+        else:
+            _rwsgi.serve(None, lambda: load_app(label), label, config)
+        return
+    if not callable(app):
+        raise TypeError(f"app must be a WSGI callable or 'module:app', not {type(app).__name__}")
+    label = f"{getattr(app, '__module__', '?')}:{getattr(app, '__qualname__', type(app).__name__)}"
+    _rwsgi.serve(app, None, label, config)

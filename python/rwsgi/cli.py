@@ -1,0 +1,111 @@
+"""The ``rwsgi`` command line, built from the option table."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from typing import Any
+
+from rwsgi import _rwsgi
+from rwsgi.loader import load_app
+from rwsgi.options import OPTIONS, Option, OptionError, normalize
+
+__all__ = ["build_parser", "main"]
+
+_CLI_TYPES: dict[str, type] = {
+    "_positive_int": int,
+    "_non_negative_seconds": float,
+}
+
+
+def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
+    names = [option.cli]
+    for alias in option.aliases:
+        names.append(f"-{alias}" if len(alias) == 1 else "--" + alias.replace("_", "-"))
+    if option.flag:
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument(
+            *names, dest=option.name, action="store_true", default=None, help=option.help
+        )
+        if option.name == "preload":
+            group.add_argument(
+                "--lazy",
+                "--lazy-apps",
+                dest=option.name,
+                action="store_false",
+                help="load the app in each worker after forking instead of in the master",
+            )
+        return
+    kind = _CLI_TYPES.get(getattr(option.check, "__name__", ""), str)
+    default_text = "" if option.default in (None, []) else f" (default: {option.default})"
+    parser.add_argument(
+        *names,
+        dest=option.name,
+        type=kind,
+        action="append" if option.repeatable else "store",
+        default=None,
+        metavar=option.metavar,
+        help=option.help + default_text,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser for every option in ``OPTIONS``."""
+    parser = argparse.ArgumentParser(
+        prog="rwsgi",
+        description="Serve a WSGI application through rwsgi's Rust network core.",
+    )
+    parser.add_argument(
+        "app",
+        nargs="?",
+        metavar="MODULE[:APP]",
+        help="the WSGI callable to serve; MODULE alone means MODULE:application",
+    )
+    parser.add_argument("--version", action="version", version=f"rwsgi {_rwsgi.__version__}")
+    for option in OPTIONS:
+        _add_option(parser, option)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server from command-line arguments; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.app:
+        parser.error("the app to serve is required, e.g. rwsgi mysite.wsgi:application")
+    given: dict[str, Any] = {
+        option.name: getattr(args, option.name)
+        for option in OPTIONS
+        if getattr(args, option.name) is not None
+    }
+    try:
+        config = normalize(given)
+    except (OptionError, TypeError) as error:
+        parser.error(_cli_message(str(error)))
+    if config["chdir"]:
+        os.chdir(config["chdir"])
+    for path in reversed(config["pythonpath"]):
+        sys.path.insert(0, os.path.abspath(path))
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    spec: str = args.app
+    if config["preload"]:
+        try:
+            app = load_app(spec)
+        except Exception:
+            traceback.print_exc()
+            print(f"rwsgi: could not load the app {spec!r}", file=sys.stderr)
+            return 1
+        _rwsgi.serve(app, None, spec, config)
+    else:
+        _rwsgi.serve(None, lambda: load_app(spec), spec, config)
+    return 0
+
+
+def _cli_message(message: str) -> str:
+    for option in OPTIONS:
+        if message.startswith(option.name):
+            return option.cli + message[len(option.name) :]
+    return message

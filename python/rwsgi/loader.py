@@ -1,0 +1,38 @@
+"""Turn ``module:attribute`` into the WSGI callable it names."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["AppLoadError", "load_app"]
+
+
+class AppLoadError(Exception):
+    """The app spec could not be resolved to a callable; the message says why."""
+
+
+def load_app(spec: str) -> Callable[..., Any]:
+    """Import ``module[:attr]`` (``attr`` defaults to ``application``) and return it.
+
+    Exceptions raised while importing the module propagate unchanged so their
+    traceback reaches the log; a missing attribute or a non-callable object is
+    an ``AppLoadError`` naming the spec.
+    """
+    module_name, _, attr_path = spec.partition(":")
+    if not module_name:
+        raise AppLoadError(f"app {spec!r}: expected MODULE or MODULE:APP")
+    attr_path = attr_path or "application"
+    module = importlib.import_module(module_name)
+    obj: Any = module
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppLoadError(
+                f"app {spec!r}: module {module_name!r} has no attribute {attr_path!r}"
+            ) from None
+    if not callable(obj):
+        raise AppLoadError(f"app {spec!r}: {attr_path!r} is not callable")
+    return obj  # type: ignore[no-any-return]

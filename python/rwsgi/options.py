@@ -1,0 +1,259 @@
+"""The one option table.
+
+Every option rwsgi knows is one `Option` here. ``serve()`` validates its keyword
+arguments with it, the CLI builds its argparse parser from it, and later front
+doors (ini files, environment variables, the Django command) read it too, so an
+option is never listed twice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["OPTIONS", "Option", "OptionError", "normalize"]
+
+
+class OptionError(ValueError):
+    """A configuration value is invalid; the message names the option."""
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise OptionError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if value < 0 or value != value:
+        raise OptionError(f"{name} must be zero or more seconds, got {value}")
+    return float(value)
+
+
+def _bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, not {type(value).__name__}")
+    return value
+
+
+def _directory(name: str, value: object) -> str:
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path, not {type(value).__name__}")
+    path = os.fspath(value)
+    if not isinstance(path, str):
+        raise TypeError(f"{name} must be a text path")
+    if not os.path.isdir(path):
+        raise OptionError(f"{name}: {path!r} is not a directory")
+    return path
+
+
+def _string_list(name: str, value: object) -> list[str]:
+    items: list[object]
+    if isinstance(value, (str, os.PathLike)):
+        items = [value]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise TypeError(f"{name} must be a string or a list of strings, not {type(value).__name__}")
+    result: list[str] = []
+    for item in items:
+        if isinstance(item, os.PathLike):
+            item = os.fspath(item)
+        if not isinstance(item, str):
+            raise TypeError(f"{name} entries must be strings, not {type(item).__name__}")
+        result.append(item)
+    return result
+
+
+def parse_tcp_address(name: str, text: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` or ``[V6]:PORT`` (``:PORT`` means all IPv4 addresses)."""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or not text[end + 1 :].startswith(":"):
+            raise OptionError(f"{name}: {text!r} is not [IPV6]:PORT")
+        host, port_text = text[1:end], text[end + 2 :]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise OptionError(f"{name}: {text!r} is not HOST:PORT")
+        if ":" in host:
+            raise OptionError(f"{name}: write IPv6 addresses in brackets, as [{host}]:{port_text}")
+        host = host or "0.0.0.0"
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise OptionError(f"{name}: port {port_text!r} in {text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise OptionError(f"{name}: port {port} in {text!r} is out of range 0-65535")
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise OptionError(
+            f"{name}: {host!r} in {text!r} is not an IP address (host names are not resolved)"
+        ) from None
+    return host, port
+
+
+def _http_addresses(name: str, value: object) -> list[str]:
+    addresses = _string_list(name, value)
+    for address in addresses:
+        parse_tcp_address(name, address)
+    return addresses
+
+
+def _socket_addresses(name: str, value: object) -> list[str]:
+    addresses = _string_list(name, value)
+    if addresses:
+        raise OptionError(
+            f"{name}: the uwsgi protocol listener is not yet supported in this version; "
+            "use http= (--http) for now"
+        )
+    return addresses
+
+
+@dataclass(frozen=True)
+class Option:
+    """One server option: its name, how it is checked, its default and its help."""
+
+    name: str
+    check: Callable[[str, object], Any]
+    default: Any
+    help: str
+    metavar: str | None = None
+    repeatable: bool = False
+    flag: bool = False
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def cli(self) -> str:
+        """The long CLI flag, e.g. ``--graceful-timeout``."""
+        return "--" + self.name.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "http",
+        _http_addresses,
+        [],
+        "serve HTTP/1.1 on HOST:PORT (repeatable; [::1]:8000 for IPv6; port 0 picks a free one)",
+        metavar="ADDR:PORT",
+        repeatable=True,
+        aliases=("bind", "b"),
+    ),
+    Option(
+        "socket",
+        _socket_addresses,
+        [],
+        "serve the binary uwsgi protocol (for nginx uwsgi_pass): not yet supported",
+        metavar="ADDR",
+        repeatable=True,
+        aliases=("s",),
+    ),
+    Option(
+        "workers",
+        _positive_int,
+        1,
+        "number of worker processes (one per core is the usual setting)",
+        metavar="N",
+        aliases=("processes", "w", "p"),
+    ),
+    Option(
+        "threads",
+        _positive_int,
+        1,
+        "Python threads per worker: app calls that can run at once in one worker",
+        metavar="N",
+    ),
+    Option(
+        "backlog",
+        _positive_int,
+        1024,
+        "listen queue length of each socket (uWSGI's 100 drops connections under load)",
+        metavar="N",
+        aliases=("listen",),
+    ),
+    Option(
+        "graceful_timeout",
+        _non_negative_seconds,
+        30.0,
+        "seconds in-flight requests get to finish on SIGTERM/SIGINT before workers are killed",
+        metavar="SECONDS",
+    ),
+    Option(
+        "header_timeout",
+        _non_negative_seconds,
+        10.0,
+        "seconds a client gets to send a request head (also the keep-alive idle limit)",
+        metavar="SECONDS",
+    ),
+    Option(
+        "body_timeout",
+        _non_negative_seconds,
+        30.0,
+        "seconds a client may stay silent while sending a request body",
+        metavar="SECONDS",
+    ),
+    Option(
+        "max_body_size",
+        _positive_int,
+        1 << 30,
+        "largest request body accepted, in bytes (larger gets 413)",
+        metavar="BYTES",
+        aliases=("limit_post",),
+    ),
+    Option(
+        "chdir",
+        _directory,
+        None,
+        "change to this directory before loading the app",
+        metavar="DIR",
+    ),
+    Option(
+        "pythonpath",
+        _string_list,
+        [],
+        "add a directory to sys.path (repeatable)",
+        metavar="DIR",
+        repeatable=True,
+    ),
+    Option(
+        "preload",
+        _bool,
+        True,
+        "load the app once in the master before forking (--lazy loads it in each worker)",
+        flag=True,
+    ),
+)
+
+_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
+
+
+def normalize(values: Mapping[str, object]) -> dict[str, Any]:
+    """Validate ``values`` against the table and fill in defaults.
+
+    Raises ``TypeError`` for an unknown option or a value of the wrong type and
+    ``OptionError`` (a ``ValueError``) for a bad value; both name the option.
+    """
+    config: dict[str, Any] = {}
+    for key, value in values.items():
+        option = _BY_NAME.get(key)
+        if option is None:
+            raise TypeError(f"unknown option {key!r}")
+        config[key] = option.check(key, value)
+    for option in OPTIONS:
+        if option.name not in config:
+            default = option.default
+            config[option.name] = list(default) if isinstance(default, list) else default
+    if not config["http"] and not config["socket"]:
+        raise OptionError("no listener: give at least one http address (--http 127.0.0.1:8000)")
+    return config

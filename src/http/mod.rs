@@ -1,0 +1,175 @@
+//! HTTP/1.1 through hyper: the connection builder with our limits, reading the
+//! request body before the app is called, and turning hyper's types into a
+//! `Request` for the WSGI bridge.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioTimer;
+
+use crate::config::{Config, MAX_HEADERS, MAX_HEAD_BYTES};
+use crate::log;
+use crate::request::Request;
+use crate::wsgi::environ::PeerStrings;
+use crate::wsgi::output::ResponseBody;
+use crate::wsgi::{plain_response, WsgiApp};
+
+/// hyper's connection settings, made once per worker.
+pub(crate) fn builder(config: &Config) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .half_close(false)
+        .max_buf_size(MAX_HEAD_BYTES.max(8192))
+        .max_headers(MAX_HEADERS)
+        .writev(true)
+        .pipeline_flush(true);
+    if config.header_timeout.is_zero() {
+        builder.header_read_timeout(None);
+    } else {
+        builder.header_read_timeout(config.header_timeout);
+    }
+    builder
+}
+
+/// What every request of one connection shares.
+pub(crate) struct Connection {
+    pub app: Arc<WsgiApp>,
+    pub config: Arc<Config>,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    strings: OnceLock<PeerStrings>,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        app: Arc<WsgiApp>,
+        config: Arc<Config>,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Self {
+        Self {
+            app,
+            config,
+            peer,
+            local,
+            strings: OnceLock::new(),
+        }
+    }
+}
+
+/// Why a request body could not be read; each maps to the status the client gets.
+#[derive(Debug)]
+enum BodyReadError {
+    TooLarge,
+    Timeout,
+    Malformed(hyper::Error),
+}
+
+impl BodyReadError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Malformed(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+async fn read_body(body: Incoming, limit: u64, idle: Duration) -> Result<Bytes, BodyReadError> {
+    use http_body::Body as _;
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    if body.size_hint().lower() > limit {
+        return Err(BodyReadError::TooLarge);
+    }
+    let mut body = body;
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    let mut total: u64 = 0;
+    loop {
+        let frame = if idle.is_zero() {
+            body.frame().await
+        } else {
+            tokio::time::timeout(idle, body.frame())
+                .await
+                .map_err(|_| BodyReadError::Timeout)?
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(BodyReadError::Malformed)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len() as u64;
+        if total > limit {
+            return Err(BodyReadError::TooLarge);
+        }
+        match (&mut joined, first.take()) {
+            (Some(buffer), _) => buffer.extend_from_slice(&data),
+            (None, None) => first = Some(data),
+            (None, Some(previous)) => {
+                let mut buffer = BytesMut::with_capacity(previous.len() + data.len());
+                buffer.extend_from_slice(&previous);
+                buffer.extend_from_slice(&data);
+                joined = Some(buffer);
+            }
+        }
+    }
+    Ok(joined.map_or_else(|| first.unwrap_or_default(), BytesMut::freeze))
+}
+
+/// hyper's service: read the body without the GIL, then call the app inline.
+pub(crate) async fn handle(
+    request: hyper::Request<Incoming>,
+    connection: Arc<Connection>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let (head, body) = request.into_parts();
+    let chunked = head.headers.contains_key(TRANSFER_ENCODING);
+    let declared_too_large = head
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|length| length > connection.config.max_body_size);
+    if declared_too_large {
+        return Ok(plain_response(StatusCode::PAYLOAD_TOO_LARGE, true));
+    }
+    let body = match read_body(
+        body,
+        connection.config.max_body_size,
+        connection.config.body_timeout,
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(error) => {
+            if let BodyReadError::Malformed(cause) = &error {
+                log::warning(&format!(
+                    "bad request body from {}: {cause}",
+                    connection.peer
+                ));
+            }
+            return Ok(plain_response(error.status(), true));
+        }
+    };
+    let request = Request {
+        head,
+        body,
+        body_was_chunked: chunked,
+        peer: connection.peer,
+        local: connection.local,
+    };
+    let strings = connection
+        .strings
+        .get_or_init(|| WsgiApp::peer_strings(&request));
+    Ok(connection.app.call(&request, strings))
+}

@@ -1,0 +1,48 @@
+//! The `rwsgi._rwsgi` extension module: `serve()` and the classes the WSGI
+//! bridge hands to apps. Everything else lives in the modules below.
+
+mod config;
+mod error;
+mod http;
+mod log;
+mod master;
+mod net;
+mod request;
+mod server;
+mod worker;
+mod wsgi;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// Run the master until it stops. `app` is a preloaded WSGI callable, or
+/// `loader` a zero-argument callable each worker calls to import it.
+#[pyfunction]
+#[pyo3(signature = (app, loader, label, options))]
+fn serve(
+    py: Python<'_>,
+    app: Option<Py<PyAny>>,
+    loader: Option<Py<PyAny>>,
+    label: String,
+    options: &Bound<'_, PyDict>,
+) -> PyResult<()> {
+    if app.is_none() && loader.is_none() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "serve() needs an app or a loader",
+        ));
+    }
+    let config = config::Config::from_dict(options, label)?;
+    let arbiter = master::Arbiter::new(config, app, loader)?;
+    arbiter.run(py)?;
+    Ok(())
+}
+
+#[pymodule]
+fn _rwsgi(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    module.add_function(wrap_pyfunction!(serve, module)?)?;
+    module.add_class::<wsgi::file_wrapper::FileWrapper>()?;
+    module.add_class::<wsgi::input::Input>()?;
+    module.add_class::<wsgi::start_response::StartResponse>()?;
+    Ok(())
+}

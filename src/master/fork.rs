@@ -1,0 +1,21 @@
+//! The one place a process is forked: through `CPython`'s `os.fork`, so the
+//! interpreter's own before/after-fork handling (locks, thread states,
+//! `os.register_at_fork` hooks) runs as it would for a Python program.
+
+use pyo3::prelude::*;
+
+/// Which side of the fork we are on.
+pub(crate) enum Forked {
+    Parent { child: i32 },
+    Child,
+}
+
+/// Fork the process. The caller must have started no thread (tokio or other) yet.
+pub(crate) fn fork(py: Python<'_>) -> PyResult<Forked> {
+    let pid: i32 = py.import("os")?.getattr("fork")?.call0()?.extract()?;
+    Ok(if pid == 0 {
+        Forked::Child
+    } else {
+        Forked::Parent { child: pid }
+    })
+}

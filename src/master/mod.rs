@@ -1,0 +1,389 @@
+//! The master process (gunicorn's "arbiter"): binds the listeners, forks the
+//! workers, and supervises them — respawn with backoff, graceful stop on
+//! SIGINT/SIGTERM, immediate stop on a second SIGINT or on SIGQUIT.
+//!
+//! Signal handlers only record the signal (see `signals.rs`); this loop
+//! dispatches, with the GIL released while it waits.
+
+mod fork;
+mod signals;
+
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::log;
+use crate::net::{self, BoundAddress};
+use crate::worker::{self, WorkerSpec, EXIT_APP_LOAD};
+use fork::Forked;
+use signals::SignalQueue;
+
+/// A worker that dies sooner than this after its start counts as failing to boot.
+const QUICK_DEATH: Duration = Duration::from_secs(2);
+/// Longest wait between respawns of a worker that keeps dying at start.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long the loop sleeps when nothing is scheduled.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// One worker position; its process comes and goes.
+struct Slot {
+    id: usize,
+    pid: Option<i32>,
+    started: Instant,
+    quick_deaths: u32,
+    respawn_at: Instant,
+}
+
+/// How the master is stopping, once it is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stopping {
+    Graceful { deadline: Instant },
+    Immediate,
+}
+
+/// The supervisor.
+pub(crate) struct Arbiter {
+    config: Config,
+    listeners: Vec<BoundAddress>,
+    app: Option<Py<PyAny>>,
+    loader: Option<Py<PyAny>>,
+    slots: Vec<Slot>,
+    stopping: Option<Stopping>,
+    exit_error: Option<Error>,
+}
+
+fn kill(pid: i32, signal: i32) {
+    // SAFETY: kill takes plain integers.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+fn describe_status(status: i32) -> String {
+    if libc::WIFEXITED(status) {
+        format!("exited with status {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        let signal = libc::WTERMSIG(status);
+        let name = signal_hook::low_level::signal_name(signal).unwrap_or("?");
+        format!("was killed by signal {signal} ({name})")
+    } else {
+        format!("ended with wait status {status}")
+    }
+}
+
+fn python_version(py: Python<'_>) -> String {
+    py.import("platform")
+        .and_then(|platform| platform.getattr("python_version")?.call0()?.extract())
+        .unwrap_or_else(|_| "?".into())
+}
+
+impl Arbiter {
+    /// Bind every listener; nothing is forked yet.
+    pub(crate) fn new(
+        config: Config,
+        app: Option<Py<PyAny>>,
+        loader: Option<Py<PyAny>>,
+    ) -> Result<Self> {
+        let mut listeners = Vec::new();
+        for address in &config.http {
+            listeners.push(net::bind_http(*address, config.workers, config.backlog)?);
+        }
+        let now = Instant::now();
+        let slots = (1..=config.workers)
+            .map(|id| Slot {
+                id,
+                pid: None,
+                started: now,
+                quick_deaths: 0,
+                respawn_at: now,
+            })
+            .collect();
+        Ok(Self {
+            config,
+            listeners,
+            app,
+            loader,
+            slots,
+            stopping: None,
+            exit_error: None,
+        })
+    }
+
+    fn banner(&self, py: Python<'_>) {
+        log::info(&format!(
+            "rwsgi {} (Python {}) serving {}",
+            env!("CARGO_PKG_VERSION"),
+            python_version(py),
+            self.config.app_label
+        ));
+        for listener in &self.listeners {
+            log::info(&format!("listening on {}", listener.url()));
+        }
+        log::info(&format!(
+            "master pid {}: {} worker(s) x {} thread(s), app {}, backlog {}",
+            std::process::id(),
+            self.config.workers,
+            self.config.threads,
+            if self.app.is_some() {
+                "preloaded"
+            } else {
+                "loaded in each worker"
+            },
+            self.config.backlog
+        ));
+    }
+
+    /// Supervise until stopped; the error, if any, says why the master gave up.
+    pub(crate) fn run(mut self, py: Python<'_>) -> Result<()> {
+        self.banner(py);
+        let previous = python_handlers(py).map_err(|e| {
+            Error::system(
+                "resetting Python's signal handlers",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        let mut signals = SignalQueue::install()?;
+        let outcome = self.supervise(py, &mut signals);
+        signals.forget_in_child_or_master();
+        restore_python_handlers(py, previous);
+        outcome
+    }
+
+    fn supervise(&mut self, py: Python<'_>, signals: &mut SignalQueue) -> Result<()> {
+        loop {
+            if self.stopping.is_none() {
+                self.manage_workers(py, signals)?;
+            }
+            if self.stopping.is_some() && self.live_workers() == 0 {
+                break;
+            }
+            let timeout = self.next_wake();
+            let received = py.detach(|| signals.wait(timeout));
+            for signal in received {
+                self.dispatch(signal);
+            }
+            self.reap_workers();
+            if let Some(Stopping::Graceful { deadline }) = self.stopping {
+                if Instant::now() >= deadline {
+                    log::warning("graceful timeout passed; killing the remaining workers");
+                    self.halt();
+                }
+            }
+        }
+        log::info("master stopped");
+        match self.exit_error.take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    fn next_wake(&self) -> Duration {
+        let now = Instant::now();
+        let mut wake = now + IDLE_TICK;
+        if self.stopping.is_none() {
+            for slot in self.slots.iter().filter(|slot| slot.pid.is_none()) {
+                wake = wake.min(slot.respawn_at);
+            }
+        }
+        if let Some(Stopping::Graceful { deadline }) = self.stopping {
+            wake = wake.min(deadline);
+        }
+        wake.saturating_duration_since(now)
+            .max(Duration::from_millis(1))
+    }
+
+    fn live_workers(&self) -> usize {
+        self.slots.iter().filter(|slot| slot.pid.is_some()).count()
+    }
+
+    fn dispatch(&mut self, signal: i32) {
+        match signal {
+            SIGINT if self.stopping.is_some() => {
+                log::info("second SIGINT: stopping at once");
+                self.halt();
+            }
+            SIGINT | SIGTERM => self.stop_gracefully(signal),
+            SIGQUIT => {
+                log::info("SIGQUIT: stopping at once");
+                self.halt();
+            }
+            SIGHUP => log::warning("SIGHUP: reloading is not supported yet; ignoring"),
+            _ => {}
+        }
+    }
+
+    /// Stop accepting, let workers drain for up to the graceful timeout.
+    fn stop_gracefully(&mut self, signal: i32) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let name = signal_hook::low_level::signal_name(signal).unwrap_or("signal");
+        log::info(&format!(
+            "{name}: stopping gracefully (in-flight requests get {:?})",
+            self.config.graceful_timeout
+        ));
+        self.stopping = Some(Stopping::Graceful {
+            deadline: Instant::now() + self.config.graceful_timeout + Duration::from_secs(1),
+        });
+        self.listeners.clear();
+        for pid in self.slots.iter().filter_map(|slot| slot.pid) {
+            kill(pid, SIGTERM);
+        }
+    }
+
+    /// Kill every worker now.
+    fn halt(&mut self) {
+        self.stopping = Some(Stopping::Immediate);
+        self.listeners.clear();
+        for pid in self.slots.iter().filter_map(|slot| slot.pid) {
+            kill(pid, SIGKILL);
+        }
+    }
+
+    fn reap_workers(&mut self) {
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid writes one int we own.
+            let pid = unsafe { libc::waitpid(-1, &raw mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                return;
+            }
+            let Some(slot) = self.slots.iter_mut().find(|slot| slot.pid == Some(pid)) else {
+                continue;
+            };
+            slot.pid = None;
+            let lived = slot.started.elapsed();
+            let stopping = self.stopping.is_some();
+            let how = describe_status(status);
+            if stopping {
+                log::info(&format!("worker {} (pid {pid}) {how}", slot.id));
+                continue;
+            }
+            log::warning(&format!("worker {} (pid {pid}) {how}; respawning", slot.id));
+            if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == EXIT_APP_LOAD {
+                log::error("the app failed to load in a worker; stopping instead of respawning");
+                self.exit_error = Some(Error::AppLoad(self.config.app_label.clone()));
+                self.halt();
+                return;
+            }
+            if lived < QUICK_DEATH {
+                slot.quick_deaths += 1;
+                let backoff = Duration::from_millis(100)
+                    .saturating_mul(1 << slot.quick_deaths.min(10))
+                    .min(MAX_BACKOFF);
+                slot.respawn_at = Instant::now()
+                    + if slot.quick_deaths == 1 {
+                        Duration::ZERO
+                    } else {
+                        backoff
+                    };
+            } else {
+                slot.quick_deaths = 0;
+                slot.respawn_at = Instant::now();
+            }
+        }
+    }
+
+    fn manage_workers(&mut self, py: Python<'_>, signals: &mut SignalQueue) -> Result<()> {
+        let now = Instant::now();
+        let due: Vec<usize> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.pid.is_none() && slot.respawn_at <= now)
+            .map(|(index, _)| index)
+            .collect();
+        for index in due {
+            self.spawn_worker(py, index, signals)?;
+        }
+        Ok(())
+    }
+
+    fn spawn_worker(
+        &mut self,
+        py: Python<'_>,
+        index: usize,
+        signals: &mut SignalQueue,
+    ) -> Result<()> {
+        let forked = fork::fork(py)
+            .map_err(|error| Error::system("fork", std::io::Error::other(error.to_string())))?;
+        match forked {
+            Forked::Parent { child } => {
+                let slot = &mut self.slots[index];
+                slot.pid = Some(child);
+                slot.started = Instant::now();
+                Ok(())
+            }
+            Forked::Child => {
+                let code = self.become_worker(py, index, signals);
+                exit_child(py, code)
+            }
+        }
+    }
+
+    /// In the child: keep only this slot's sockets and the app, then run the worker.
+    fn become_worker(&mut self, py: Python<'_>, index: usize, signals: &mut SignalQueue) -> i32 {
+        signals.forget_in_child_or_master();
+        let mut listeners = Vec::new();
+        for mut address in std::mem::take(&mut self.listeners) {
+            let fd = address.per_slot.swap_remove(index);
+            listeners.push((address.local, fd));
+        }
+        let spec = WorkerSpec {
+            id: self.slots[index].id,
+            config: self.config.clone(),
+            listeners,
+            app: self.app.as_ref().map(|app| app.clone_ref(py)),
+            loader: self.loader.as_ref().map(|loader| loader.clone_ref(py)),
+        };
+        worker::run(py, spec)
+    }
+}
+
+/// Leave the forked child without unwinding into the caller's Python code.
+fn exit_child(py: Python<'_>, code: i32) -> ! {
+    for stream in ["stdout", "stderr"] {
+        let _ = py
+            .import("sys")
+            .and_then(|sys| sys.getattr(stream)?.call_method0("flush"));
+    }
+    // SAFETY: _exit ends the process at once; nothing after it runs.
+    unsafe { libc::_exit(code) }
+}
+
+const PYTHON_HANDLED: [i32; 5] = [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGCHLD];
+
+/// Reset Python's own handlers to the default so they don't also fire, remembering them.
+fn python_handlers(py: Python<'_>) -> PyResult<Vec<(i32, Py<PyAny>)>> {
+    let module = py.import("signal")?;
+    let default = module.getattr("SIG_DFL")?;
+    let mut previous = Vec::new();
+    for signal in PYTHON_HANDLED {
+        let old = module.getattr("getsignal")?.call1((signal,))?;
+        module.getattr("signal")?.call1((signal, &default))?;
+        previous.push((signal, old.unbind()));
+    }
+    Ok(previous)
+}
+
+fn restore_python_handlers(py: Python<'_>, previous: Vec<(i32, Py<PyAny>)>) {
+    let Ok(module) = py.import("signal") else {
+        return;
+    };
+    for (signal, handler) in previous {
+        let handler = if handler.is_none(py) {
+            module
+                .getattr("SIG_DFL")
+                .map(Bound::unbind)
+                .unwrap_or(handler)
+        } else {
+            handler
+        };
+        let _ = module
+            .getattr("signal")
+            .and_then(|set| set.call1((signal, handler)));
+    }
+}

@@ -1,0 +1,169 @@
+//! A worker process: load the app if the master did not, start one
+//! multi-thread tokio runtime whose threads are also the Python threads, serve
+//! until told to stop, then drain.
+//!
+//! Each runtime thread calls the app inline (no hand-off to another thread per
+//! request). tokio's eager driver hand-off makes a thread that is about to run
+//! a task pass the I/O driver to an idle thread first, so a long app call never
+//! stalls the other connections while another thread is free (measured in
+//! shared/ANCHORS.md: without it, quick requests waited out a 5 s request).
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::log;
+use crate::net;
+use crate::server::{self, OpenConnections, Shared};
+use crate::wsgi::{python_thread, WsgiApp};
+
+#[cfg(not(tokio_unstable))]
+compile_error!("rwsgi needs `--cfg tokio_unstable` (set in .cargo/config.toml) for tokio's eager driver hand-off; do not override RUSTFLAGS without it");
+
+/// Exit status of a worker whose app could not be loaded: the master stops instead of respawning.
+pub(crate) const EXIT_APP_LOAD: i32 = 4;
+/// Exit status of a worker that could not start its runtime or listeners.
+pub(crate) const EXIT_START_FAILED: i32 = 3;
+
+/// What the master hands to a freshly forked worker.
+pub(crate) struct WorkerSpec {
+    pub id: usize,
+    pub config: Config,
+    pub listeners: Vec<(SocketAddr, OwnedFd)>,
+    pub app: Option<Py<PyAny>>,
+    pub loader: Option<Py<PyAny>>,
+}
+
+fn load_app(py: Python<'_>, spec: &WorkerSpec) -> Result<Py<PyAny>, i32> {
+    if let Some(app) = &spec.app {
+        return Ok(app.clone_ref(py));
+    }
+    let Some(loader) = &spec.loader else {
+        log::error("no app and no loader given to the worker");
+        return Err(EXIT_APP_LOAD);
+    };
+    loader.bind(py).call0().map(Bound::unbind).map_err(|error| {
+        error.print(py);
+        log::error(&format!(
+            "worker {}: could not load the app {}",
+            spec.id, spec.config.app_label
+        ));
+        EXIT_APP_LOAD
+    })
+}
+
+/// The worker's whole life; returns its exit status.
+pub(crate) fn run(py: Python<'_>, spec: WorkerSpec) -> i32 {
+    // If the master dies without stopping us, stop too rather than serve orphaned.
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and no pointers.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+    }
+    let app = match load_app(py, &spec) {
+        Ok(app) => app,
+        Err(code) => return code,
+    };
+    let app = match WsgiApp::new(py, app, &spec.config) {
+        Ok(app) => Arc::new(app),
+        Err(error) => {
+            error.print(py);
+            return EXIT_START_FAILED;
+        }
+    };
+    let id = spec.id;
+    let code = py.detach(move || serve(spec, app));
+    log::info(&format!("worker {id} (pid {}) stopped", std::process::id()));
+    code
+}
+
+fn build_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .max_blocking_threads(4)
+        .thread_name("rwsgi-worker")
+        .enable_all()
+        .enable_eager_driver_handoff()
+        .disable_lifo_slot()
+        .on_thread_start(python_thread::attach_for_life)
+        .on_thread_stop(python_thread::detach_for_life)
+        .build()
+}
+
+fn serve(spec: WorkerSpec, app: Arc<WsgiApp>) -> i32 {
+    let runtime = match build_runtime(spec.config.threads) {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            log::error(&format!(
+                "worker {}: cannot start its runtime: {error}",
+                spec.id
+            ));
+            return EXIT_START_FAILED;
+        }
+    };
+    let config = Arc::new(spec.config);
+    let graceful_timeout = config.graceful_timeout;
+    let id = spec.id;
+    let listeners = spec.listeners;
+    let code = runtime.block_on(async move {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let open = Arc::new(OpenConnections::default());
+        let shared = Shared {
+            app,
+            builder: Arc::new(crate::http::builder(&config)),
+            config: Arc::clone(&config),
+            open: Arc::clone(&open),
+            shutdown: stop_rx,
+        };
+        let mut accept_loops = Vec::new();
+        for (address, fd) in listeners {
+            let listener = net::into_std_listener(fd).and_then(tokio::net::TcpListener::from_std);
+            match listener {
+                Ok(listener) => accept_loops.push(tokio::spawn(server::accept_loop(listener, shared.clone()))),
+                Err(error) => {
+                    log::error(&format!("worker {id}: cannot use the socket for {address}: {error}"));
+                    return EXIT_START_FAILED;
+                }
+            }
+        }
+        let (Ok(mut terminate), Ok(mut interrupt), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            log::error(&format!("worker {id}: cannot install signal handlers"));
+            return EXIT_START_FAILED;
+        };
+        log::info(&format!("worker {id} (pid {}) ready", std::process::id()));
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+            _ = quit.recv() => return 0,
+        }
+        let _ = stop_tx.send(true);
+        for accept_loop in accept_loops {
+            let _ = accept_loop.await;
+        }
+        let in_flight = open.count();
+        if in_flight > 0 {
+            log::info(&format!("worker {id}: draining {in_flight} connection(s)"));
+        }
+        tokio::select! {
+            () = open.drained() => 0,
+            () = tokio::time::sleep(graceful_timeout) => {
+                log::warning(&format!("worker {id}: graceful timeout passed with {} connection(s) open", open.count()));
+                0
+            }
+            _ = interrupt.recv() => 0,
+            _ = quit.recv() => 0,
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    code
+}

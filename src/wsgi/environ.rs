@@ -1,0 +1,243 @@
+//! Building the WSGI environ. The keys that never change are set once in a
+//! template dict that each request copies (measured: about 10% of hello-world
+//! throughput over inserting every key each time); the per-request keys follow.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{HeaderMap, HeaderName, Method, Version};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::{ffi, intern};
+
+use crate::config::Config;
+use crate::request::{percent_decode, Request};
+use crate::wsgi::file_wrapper::FileWrapper;
+use crate::wsgi::input::Input;
+
+/// The server's name in `SERVER_SOFTWARE`.
+const SOFTWARE: &str = concat!("rwsgi/", env!("CARGO_PKG_VERSION"));
+/// How many distinct header names get a cached `HTTP_*` key per thread.
+const HEADER_KEY_CACHE: usize = 256;
+
+thread_local! {
+    static HEADER_KEYS: RefCell<HashMap<HeaderName, Py<PyString>>> = RefCell::new(HashMap::new());
+}
+
+/// The part of every environ that is the same for all requests of a worker.
+pub(crate) struct EnvironTemplate {
+    base: Py<PyDict>,
+}
+
+/// Make a `str` from bytes the way PEP 3333 asks: each byte one latin-1 character.
+pub(crate) fn latin1_str<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        if text.is_ascii() {
+            return Ok(PyString::new(py, text));
+        }
+    }
+    let length = isize::try_from(bytes.len()).map_err(|_| PyErr::fetch(py))?;
+    // SAFETY: the pointer and length describe `bytes`, alive for the call; the
+    // result is a new reference or NULL with an exception set.
+    unsafe {
+        let raw = ffi::PyUnicode_DecodeLatin1(bytes.as_ptr().cast(), length, std::ptr::null());
+        Bound::from_owned_ptr_or_err(py, raw).map(|any| any.cast_into_unchecked())
+    }
+}
+
+fn method_str<'py>(py: Python<'py>, method: &Method) -> Bound<'py, PyString> {
+    let interned = match *method {
+        Method::GET => intern!(py, "GET"),
+        Method::POST => intern!(py, "POST"),
+        Method::HEAD => intern!(py, "HEAD"),
+        Method::PUT => intern!(py, "PUT"),
+        Method::DELETE => intern!(py, "DELETE"),
+        Method::PATCH => intern!(py, "PATCH"),
+        Method::OPTIONS => intern!(py, "OPTIONS"),
+        _ => return PyString::new(py, method.as_str()),
+    };
+    interned.clone()
+}
+
+fn header_key<'py>(py: Python<'py>, name: &HeaderName) -> Bound<'py, PyString> {
+    HEADER_KEYS.with(|cache| {
+        if let Some(key) = cache.borrow().get(name) {
+            return key.bind(py).clone();
+        }
+        let mut text = String::with_capacity(5 + name.as_str().len());
+        text.push_str("HTTP_");
+        text.extend(name.as_str().chars().map(|ch| {
+            if ch == '-' {
+                '_'
+            } else {
+                ch.to_ascii_uppercase()
+            }
+        }));
+        let key = PyString::intern(py, &text);
+        let mut cache = cache.borrow_mut();
+        if cache.len() < HEADER_KEY_CACHE {
+            cache.insert(name.clone(), key.clone().unbind());
+        }
+        key
+    })
+}
+
+fn set_headers(py: Python<'_>, environ: &Bound<'_, PyDict>, headers: &HeaderMap) -> PyResult<()> {
+    for name in headers.keys() {
+        // A header spelled with "_" would collide with its "-" twin in HTTP_*;
+        // dropping it keeps a client from spoofing a header a proxy set.
+        if name.as_str().contains('_') {
+            continue;
+        }
+        let mut values = headers.get_all(name).iter();
+        let Some(first) = values.next() else { continue };
+        let value = match values.next() {
+            None => latin1_str(py, first.as_bytes())?,
+            Some(second) => {
+                let mut joined = first.as_bytes().to_vec();
+                for more in std::iter::once(second).chain(values) {
+                    joined.extend_from_slice(b", ");
+                    joined.extend_from_slice(more.as_bytes());
+                }
+                latin1_str(py, &joined)?
+            }
+        };
+        if name == CONTENT_TYPE {
+            environ.set_item(intern!(py, "CONTENT_TYPE"), value)?;
+        } else if name == CONTENT_LENGTH {
+            environ.set_item(intern!(py, "CONTENT_LENGTH"), value)?;
+        } else {
+            environ.set_item(header_key(py, name), value)?;
+        }
+    }
+    Ok(())
+}
+
+/// Split a Host header into name and port; the port defaults to the scheme's.
+fn split_host(host: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = host.strip_prefix('[') {
+        if let Some(end) = rest.find(']') {
+            let port = rest[end + 1..].strip_prefix(':');
+            return (&host[..end + 2], port.filter(|port| !port.is_empty()));
+        }
+        return (host, None);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() => (name, Some(port)),
+        Some((name, _)) => (name, None),
+        None => (host, None),
+    }
+}
+
+impl EnvironTemplate {
+    /// Build the constant keys once per worker.
+    pub(crate) fn new(py: Python<'_>, config: &Config) -> PyResult<Self> {
+        let base = PyDict::new(py);
+        base.set_item("SCRIPT_NAME", "")?;
+        base.set_item("SERVER_SOFTWARE", SOFTWARE)?;
+        base.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
+        base.set_item("wsgi.url_scheme", "http")?;
+        base.set_item("wsgi.errors", py.import("sys")?.getattr("stderr")?)?;
+        base.set_item("wsgi.multithread", config.threads > 1)?;
+        base.set_item("wsgi.multiprocess", config.workers > 1)?;
+        base.set_item("wsgi.run_once", false)?;
+        base.set_item("wsgi.input_terminated", true)?;
+        base.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+        Ok(Self {
+            base: base.unbind(),
+        })
+    }
+
+    /// The environ for one request.
+    pub(crate) fn build<'py>(
+        &self,
+        py: Python<'py>,
+        request: &Request,
+        peer: &PeerStrings,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let environ = self.base.bind(py).copy()?;
+        let head = &request.head;
+        environ.set_item(intern!(py, "REQUEST_METHOD"), method_str(py, &head.method))?;
+        let path = head.uri.path();
+        let path_info = if path.contains('%') {
+            latin1_str(py, &percent_decode(path.as_bytes()))?
+        } else {
+            PyString::new(py, path)
+        };
+        environ.set_item(intern!(py, "PATH_INFO"), path_info)?;
+        let query = head.uri.query().unwrap_or("");
+        environ.set_item(intern!(py, "QUERY_STRING"), PyString::new(py, query))?;
+        let raw_uri = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let raw_uri = PyString::new(py, raw_uri);
+        environ.set_item(intern!(py, "RAW_URI"), &raw_uri)?;
+        environ.set_item(intern!(py, "REQUEST_URI"), raw_uri)?;
+        let protocol = match head.version {
+            Version::HTTP_10 => intern!(py, "HTTP/1.0"),
+            Version::HTTP_09 => intern!(py, "HTTP/0.9"),
+            _ => intern!(py, "HTTP/1.1"),
+        };
+        environ.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
+        environ.set_item(intern!(py, "REMOTE_ADDR"), peer.remote_addr.bind(py))?;
+        environ.set_item(intern!(py, "REMOTE_PORT"), peer.remote_port.bind(py))?;
+        if let Some(host) = head.headers.get(HOST).and_then(|host| host.to_str().ok()) {
+            let (name, port) = split_host(host);
+            environ.set_item(intern!(py, "SERVER_NAME"), PyString::new(py, name))?;
+            let port =
+                port.map_or_else(|| intern!(py, "80").clone(), |port| PyString::new(py, port));
+            environ.set_item(intern!(py, "SERVER_PORT"), port)?;
+        } else {
+            environ.set_item(intern!(py, "SERVER_NAME"), peer.local_addr.bind(py))?;
+            environ.set_item(intern!(py, "SERVER_PORT"), peer.local_port.bind(py))?;
+        }
+        set_headers(py, &environ, &head.headers)?;
+        if request.body_was_chunked
+            || (!request.body.is_empty() && !head.headers.contains_key(CONTENT_LENGTH))
+        {
+            environ.set_item(
+                intern!(py, "CONTENT_LENGTH"),
+                request.body.len().to_string(),
+            )?;
+        }
+        let input = Bound::new(py, Input::new(request.body.clone()))?;
+        environ.set_item(intern!(py, "wsgi.input"), input)?;
+        Ok(environ)
+    }
+}
+
+/// The connection's address strings, made once per connection and reused by its requests.
+pub(crate) struct PeerStrings {
+    remote_addr: Py<PyString>,
+    remote_port: Py<PyString>,
+    local_addr: Py<PyString>,
+    local_port: Py<PyString>,
+}
+
+impl PeerStrings {
+    pub(crate) fn new(py: Python<'_>, request: &Request) -> Self {
+        let text = |value: String| PyString::new(py, &value).unbind();
+        Self {
+            remote_addr: text(request.peer.ip().to_string()),
+            remote_port: text(request.peer.port().to_string()),
+            local_addr: text(request.local.ip().to_string()),
+            local_port: text(request.local.port().to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host;
+
+    #[test]
+    fn splits_host_headers() {
+        assert_eq!(split_host("example.com"), ("example.com", None));
+        assert_eq!(
+            split_host("example.com:8080"),
+            ("example.com", Some("8080"))
+        );
+        assert_eq!(split_host("[::1]:8000"), ("[::1]", Some("8000")));
+        assert_eq!(split_host("[::1]"), ("[::1]", None));
+        assert_eq!(split_host("host:"), ("host", None));
+    }
+}

@@ -1,0 +1,275 @@
+//! The GIL boundary: the only module that touches Python objects per request.
+//! `WsgiApp::call` runs on the I/O thread that read the request, takes the GIL
+//! just for the app call and the first body chunk, and hands back a response
+//! whose remaining body is pulled lazily as the socket drains.
+
+pub(crate) mod environ;
+pub(crate) mod file_wrapper;
+pub(crate) mod input;
+pub(crate) mod output;
+pub(crate) mod python_thread;
+pub(crate) mod start_response;
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
+use std::os::fd::BorrowedFd;
+
+use bytes::{Bytes, BytesMut};
+use http::header::CONTENT_LENGTH;
+use http::{HeaderValue, Response, StatusCode};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+use crate::config::Config;
+use crate::log;
+use crate::request::Request;
+use environ::{EnvironTemplate, PeerStrings};
+use file_wrapper::FileWrapper;
+use output::{chunk_bytes, close_result, FileBody, IterBody, ResponseBody};
+use start_response::StartResponse;
+
+/// The app of one worker and what it needs to call it fast.
+pub(crate) struct WsgiApp {
+    app: Py<PyAny>,
+    environ: EnvironTemplate,
+}
+
+/// A plain-text response the server makes itself (errors).
+pub(crate) fn plain_response(status: StatusCode, close: bool) -> Response<ResponseBody> {
+    let text = format!("{}\n", status.canonical_reason().unwrap_or("Error"));
+    let mut response = Response::new(ResponseBody::full(Bytes::from(text)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if close {
+        headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+fn describe(request: &Request) -> String {
+    format!("{} {}", request.head.method, request.head.uri)
+}
+
+impl WsgiApp {
+    pub(crate) fn new(py: Python<'_>, app: Py<PyAny>, config: &Config) -> PyResult<Self> {
+        Ok(Self {
+            app,
+            environ: EnvironTemplate::new(py, config)?,
+        })
+    }
+
+    /// Address strings for a connection's requests; made on its first request.
+    pub(crate) fn peer_strings(request: &Request) -> PeerStrings {
+        Python::attach(|py| PeerStrings::new(py, request))
+    }
+
+    /// Run the app for one request. Never fails: app errors become a logged 500.
+    pub(crate) fn call(&self, request: &Request, peer: &PeerStrings) -> Response<ResponseBody> {
+        Python::attach(|py| match self.call_app(py, request, peer) {
+            Ok(response) => response,
+            Err(error) => {
+                log::error(&format!(
+                    "the app failed on {}; answering 500:",
+                    describe(request)
+                ));
+                error.print(py);
+                plain_response(StatusCode::INTERNAL_SERVER_ERROR, false)
+            }
+        })
+    }
+
+    fn call_app(
+        &self,
+        py: Python<'_>,
+        request: &Request,
+        peer: &PeerStrings,
+    ) -> PyResult<Response<ResponseBody>> {
+        let environ = self.environ.build(py, request, peer)?;
+        let start = Bound::new(py, StartResponse::new())?;
+        let result = self.app.bind(py).call1((environ, &start))?;
+        match collect_body(py, &result, &start) {
+            Ok(body) => build_response(&start, body),
+            Err(error) => {
+                close_result(py, &result);
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Pull the body up to its first non-empty chunk, so `start_response` has been called.
+fn collect_body(
+    py: Python<'_>,
+    result: &Bound<'_, PyAny>,
+    start: &Bound<'_, StartResponse>,
+) -> PyResult<ResponseBody> {
+    if let Ok(list) = result.cast::<PyList>() {
+        return concat_sequence(start, list.iter());
+    }
+    if let Ok(tuple) = result.cast::<PyTuple>() {
+        return concat_sequence(start, tuple.iter());
+    }
+    if let Ok(wrapper) = result.cast::<FileWrapper>() {
+        if let Some(body) = file_body(py, wrapper, start) {
+            return Ok(body);
+        }
+    }
+    let mut iterator = result.try_iter()?;
+    let first = loop {
+        match iterator.next() {
+            None => {
+                close_result(py, result);
+                let written = std::mem::take(&mut start.borrow_mut().written);
+                return Ok(ResponseBody::full(written.freeze()));
+            }
+            Some(chunk) => {
+                let chunk = chunk?;
+                let bytes = chunk.cast::<PyBytes>().map_err(|_| {
+                    pyo3::exceptions::PyTypeError::new_err(format!(
+                        "the response iterable must yield bytes, not {}",
+                        chunk
+                            .get_type()
+                            .name()
+                            .map_or_else(|_| "?".into(), |n| n.to_string())
+                    ))
+                })?;
+                if !bytes.as_bytes().is_empty() {
+                    break chunk_bytes(bytes);
+                }
+            }
+        }
+    };
+    let mut this = start.borrow_mut();
+    this.head_sent = true;
+    let first = if this.written.is_empty() {
+        first
+    } else {
+        let mut joined = std::mem::take(&mut this.written);
+        joined.extend_from_slice(&first);
+        joined.freeze()
+    };
+    Ok(ResponseBody::Iter(Box::new(IterBody::new(
+        Some(first),
+        iterator.unbind(),
+        result.clone().unbind(),
+    ))))
+}
+
+fn concat_sequence<'py>(
+    start: &Bound<'py, StartResponse>,
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+) -> PyResult<ResponseBody> {
+    let mut this = start.borrow_mut();
+    let mut single: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    for item in items {
+        let bytes = item.cast::<PyBytes>().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err("the response iterable must contain bytes")
+        })?;
+        if bytes.as_bytes().is_empty() {
+            continue;
+        }
+        match (&mut joined, single.take()) {
+            (Some(buffer), _) => buffer.extend_from_slice(bytes.as_bytes()),
+            (None, None) if this.written.is_empty() => single = Some(chunk_bytes(bytes)),
+            (None, previous) => {
+                let mut buffer = std::mem::take(&mut this.written);
+                if let Some(previous) = previous {
+                    buffer.extend_from_slice(&previous);
+                }
+                buffer.extend_from_slice(bytes.as_bytes());
+                joined = Some(buffer);
+            }
+        }
+    }
+    this.head_sent = true;
+    Ok(match (joined, single) {
+        (Some(buffer), _) => ResponseBody::full(buffer.freeze()),
+        (None, Some(bytes)) => ResponseBody::full(bytes),
+        (None, None) => ResponseBody::full(std::mem::take(&mut this.written).freeze()),
+    })
+}
+
+/// Serve a `wsgi.file_wrapper` file from Rust when it has a real descriptor.
+fn file_body(
+    py: Python<'_>,
+    wrapper: &Bound<'_, FileWrapper>,
+    start: &Bound<'_, StartResponse>,
+) -> Option<ResponseBody> {
+    let filelike = wrapper.borrow().filelike.clone_ref(py);
+    let Ok(fileno) = filelike.bind(py).call_method0("fileno") else {
+        return None;
+    };
+    let Ok(fd) = fileno.extract::<i32>() else {
+        return None;
+    };
+    if !start.borrow().written.is_empty() {
+        return None;
+    }
+    // Flush Python-level buffers so the descriptor's offset is where the app left it.
+    let _ = filelike.bind(py).call_method0("flush");
+    let offset = filelike
+        .bind(py)
+        .call_method0("tell")
+        .and_then(|tell| tell.extract::<u64>())
+        .ok();
+    // SAFETY: `fd` is open for the duration of this call (the file object holds it);
+    // we only duplicate it.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let Ok(owned) = borrowed.try_clone_to_owned() else {
+        return None;
+    };
+    let mut file = File::from(owned);
+    let Ok(metadata) = file.metadata() else {
+        return None;
+    };
+    if !metadata.is_file() {
+        return None;
+    }
+    let offset = offset?;
+    if file.seek(SeekFrom::Start(offset)).is_err() {
+        return None;
+    }
+    let declared = start.borrow().head.as_ref().and_then(|head| {
+        head.headers
+            .iter()
+            .find(|(name, _)| name == CONTENT_LENGTH)
+            .and_then(|(_, value)| value.to_str().ok()?.parse::<u64>().ok())
+    });
+    let remaining = declared.unwrap_or_else(|| metadata.len().saturating_sub(offset));
+    start.borrow_mut().head_sent = true;
+    Some(ResponseBody::File(Box::new(FileBody::new(
+        file,
+        Some(remaining),
+        wrapper.clone().into_any().unbind(),
+    ))))
+}
+
+fn build_response(
+    start: &Bound<'_, StartResponse>,
+    body: ResponseBody,
+) -> PyResult<Response<ResponseBody>> {
+    let mut this = start.borrow_mut();
+    let Some(head) = this.head.take() else {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "the app returned without calling start_response()",
+        ));
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = head.status;
+    let headers = response.headers_mut();
+    headers.reserve(head.headers.len());
+    for (name, value) in head.headers {
+        headers.append(name, value);
+    }
+    if let Some(reason) = head.reason {
+        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
+            response.extensions_mut().insert(reason);
+        }
+    }
+    Ok(response)
+}

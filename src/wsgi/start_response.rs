@@ -1,0 +1,213 @@
+//! `start_response` and the legacy `write()` callable: they check what the app
+//! gives (status line, header names and values) and keep it, in Rust types,
+//! until the first body bytes commit the response head.
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderName, HeaderValue, StatusCode};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+/// What `start_response` recorded.
+pub(crate) struct ResponseHead {
+    pub status: StatusCode,
+    /// Set only when the app's reason phrase differs from the standard one.
+    pub reason: Option<Bytes>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// The `start_response` callable handed to the app, one per request.
+#[pyclass(module = "rwsgi._rwsgi", name = "StartResponse")]
+pub(crate) struct StartResponse {
+    pub(crate) head: Option<ResponseHead>,
+    /// Once true, the head is on its way to the client and can no longer change.
+    pub(crate) head_sent: bool,
+    /// Bytes given to `write()`; they go out before the returned iterable's.
+    pub(crate) written: BytesMut,
+}
+
+impl StartResponse {
+    pub(crate) fn new() -> Self {
+        Self {
+            head: None,
+            head_sent: false,
+            written: BytesMut::new(),
+        }
+    }
+}
+
+/// Encode a native string as latin-1 bytes, as PEP 3333 requires of header text.
+pub(crate) fn latin1_bytes(text: &Bound<'_, PyString>, what: &str) -> PyResult<Vec<u8>> {
+    let utf8 = text.to_str()?;
+    if utf8.is_ascii() {
+        return Ok(utf8.as_bytes().to_vec());
+    }
+    utf8.chars()
+        .map(|ch| {
+            u8::try_from(u32::from(ch)).map_err(|_| {
+                PyValueError::new_err(format!("{what} {utf8:?} has a character outside latin-1"))
+            })
+        })
+        .collect()
+}
+
+/// Parse `"200 OK"`: three digits, then a space and a reason phrase (which may be empty).
+pub(crate) fn parse_status(status: &[u8]) -> Result<(StatusCode, Option<Bytes>), String> {
+    let invalid = || {
+        format!(
+            "invalid status {:?}: expected '<3-digit code> <reason>'",
+            String::from_utf8_lossy(status)
+        )
+    };
+    if status.len() < 3 || !status[..3].iter().all(u8::is_ascii_digit) {
+        return Err(invalid());
+    }
+    let code = StatusCode::from_bytes(&status[..3]).map_err(|_| invalid())?;
+    if code.as_u16() < 100 {
+        return Err(invalid());
+    }
+    let reason = match &status[3..] {
+        [] => None,
+        [b' ', reason @ ..] => {
+            if reason
+                .iter()
+                .any(|&byte| byte == b'\r' || byte == b'\n' || byte == 0)
+            {
+                return Err(invalid());
+            }
+            if code
+                .canonical_reason()
+                .is_some_and(|canonical| canonical.as_bytes() == reason)
+            {
+                None
+            } else {
+                Some(Bytes::copy_from_slice(reason))
+            }
+        }
+        _ => return Err(invalid()),
+    };
+    Ok((code, reason))
+}
+
+fn parse_header(item: &Bound<'_, PyAny>) -> PyResult<(HeaderName, HeaderValue)> {
+    let pair = item
+        .cast::<PyTuple>()
+        .map_err(|_| PyTypeError::new_err("each response header must be a (name, value) tuple"))?;
+    if pair.len() != 2 {
+        return Err(PyTypeError::new_err(
+            "each response header must be a (name, value) tuple",
+        ));
+    }
+    let name = pair.get_item(0)?;
+    let value = pair.get_item(1)?;
+    let name = name
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err("response header names must be str"))?;
+    let value = value.cast::<PyString>().map_err(|_| {
+        PyTypeError::new_err(format!("response header {name} must have a str value"))
+    })?;
+    let name_bytes = latin1_bytes(name, "response header name")?;
+    let header_name = HeaderName::from_bytes(&name_bytes)
+        .map_err(|_| PyValueError::new_err(format!("invalid response header name {name:?}")))?;
+    let value_bytes = latin1_bytes(value, "response header value")?;
+    let header_value = HeaderValue::from_bytes(&value_bytes).map_err(|_| {
+        PyValueError::new_err(format!(
+            "invalid value for response header {name}: control characters (CR, LF...) are not allowed"
+        ))
+    })?;
+    Ok((header_name, header_value))
+}
+
+fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(HeaderName, HeaderValue)>> {
+    if let Ok(list) = headers.cast::<PyList>() {
+        return list.iter().map(|item| parse_header(&item)).collect();
+    }
+    headers
+        .try_iter()
+        .map_err(|_| {
+            PyTypeError::new_err("response headers must be a list of (name, value) tuples")
+        })?
+        .map(|item| parse_header(&item?))
+        .collect()
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info = None))]
+    fn __call__(
+        slf: Bound<'_, Self>,
+        status: &Bound<'_, PyAny>,
+        headers: &Bound<'_, PyAny>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let exc_info = exc_info.filter(|info| !info.is_none());
+        {
+            let this = slf.borrow();
+            if let Some(info) = exc_info {
+                if this.head_sent {
+                    let error = info.get_item(1)?;
+                    return Err(PyErr::from_value(error));
+                }
+            } else if this.head.is_some() {
+                return Err(PyRuntimeError::new_err(
+                    "start_response() called a second time without exc_info",
+                ));
+            }
+        }
+        let status = status
+            .cast::<PyString>()
+            .map_err(|_| PyTypeError::new_err("status must be a str such as '200 OK'"))?;
+        let (code, reason) =
+            parse_status(status.to_str()?.as_bytes()).map_err(PyValueError::new_err)?;
+        let headers = parse_headers(headers)?;
+        slf.borrow_mut().head = Some(ResponseHead {
+            status: code,
+            reason,
+            headers,
+        });
+        Ok(slf.getattr("write")?.unbind())
+    }
+
+    /// The legacy `write()` callable: its bytes precede those of the returned iterable.
+    fn write(&mut self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.head.is_none() {
+            return Err(PyRuntimeError::new_err(
+                "write() called before start_response()",
+            ));
+        }
+        let data = data
+            .cast::<PyBytes>()
+            .map_err(|_| PyTypeError::new_err("write() takes bytes"))?;
+        self.head_sent = true;
+        self.written.extend_from_slice(data.as_bytes());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_status;
+
+    #[test]
+    fn parses_statuses() {
+        assert_eq!(parse_status(b"200 OK").unwrap().0.as_u16(), 200);
+        assert!(parse_status(b"200 OK").unwrap().1.is_none());
+        assert_eq!(
+            parse_status(b"200 Fine").unwrap().1.unwrap().as_ref(),
+            b"Fine"
+        );
+        assert_eq!(parse_status(b"404").unwrap().0.as_u16(), 404);
+        assert_eq!(parse_status(b"599 Custom").unwrap().0.as_u16(), 599);
+        for bad in [
+            &b"abc"[..],
+            b"20 OK",
+            b"200OK",
+            b"099 Low",
+            b"200 A\r\nB",
+            b"",
+            b"2000 X",
+        ] {
+            assert!(parse_status(bad).is_err(), "{bad:?}");
+        }
+    }
+}
