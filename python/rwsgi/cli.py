@@ -91,16 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     spec: str = args.app
-    if config["preload"]:
-        try:
-            app = load_app(spec)
-        except Exception:
-            traceback.print_exc()
-            print(f"rwsgi: could not load the app {spec!r}", file=sys.stderr)
-            return 1
-        _rwsgi.serve(app, None, spec, config)
-    else:
-        _rwsgi.serve(None, lambda: load_app(spec), spec, config)
+    try:
+        if config["preload"]:
+            try:
+                app = load_app(spec)
+            except Exception:
+                traceback.print_exc()
+                print(f"rwsgi: could not load the app {spec!r}", file=sys.stderr)
+                return 1
+            _rwsgi.serve(app, None, spec, config)
+        else:
+            _rwsgi.serve(None, lambda: load_app(spec), spec, config)
+    except (OSError, RuntimeError, ValueError) as error:
+        print(f"rwsgi: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -12,6 +12,13 @@ pub(crate) enum Forked {
 
 /// Fork the process. The caller must have started no thread (tokio or other) yet.
 pub(crate) fn fork(py: Python<'_>) -> PyResult<Forked> {
+    // Unflushed Python output would otherwise be written once by each process.
+    let sys = py.import("sys")?;
+    for stream in ["stdout", "stderr"] {
+        if let Ok(stream) = sys.getattr(stream) {
+            let _ = stream.call_method0("flush");
+        }
+    }
     let pid: i32 = py.import("os")?.getattr("fork")?.call0()?.extract()?;
     Ok(if pid == 0 {
         Forked::Child
