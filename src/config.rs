@@ -1,7 +1,8 @@
 //! The typed configuration the Rust side receives from the Python option
 //! table (`python/rwsgi/options.py`), which has already validated it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -14,10 +15,98 @@ pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Most header fields accepted in one request; more gets 431.
 pub(crate) const MAX_HEADERS: usize = 100;
 
+/// What a listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ListenerProtocol {
+    /// HTTP/1.1 through hyper.
+    Http,
+    /// The binary uwsgi protocol of nginx's `uwsgi_pass`.
+    Uwsgi,
+}
+
+/// Where a listener is bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Address {
+    Tcp(SocketAddr),
+    /// A unix socket file.
+    Unix(PathBuf),
+    /// A Linux abstract socket name (given as `@name`), without the leading NUL.
+    Abstract(Vec<u8>),
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(address) => write!(f, "{address}"),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+            Self::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
+        }
+    }
+}
+
+/// One listener to bind.
+#[derive(Clone, Debug)]
+pub(crate) struct ListenerSpec {
+    pub protocol: ListenerProtocol,
+    pub address: Address,
+}
+
+/// An IP network (`10.0.0.0/8`, or one address) allowed to reach a uwsgi listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Network {
+    address: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    /// Parse `ADDRESS` or `ADDRESS/PREFIX`.
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (
+                address.parse::<IpAddr>().ok()?,
+                Some(prefix.parse::<u8>().ok()?),
+            ),
+            None => (text.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Self { address, prefix })
+    }
+
+    /// Whether `peer` is inside this network (IPv4-mapped IPv6 peers count as IPv4).
+    pub(crate) fn contains(&self, peer: IpAddr) -> bool {
+        let peer = match peer {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+            IpAddr::V4(_) => peer,
+        };
+        match (self.address, peer) {
+            (IpAddr::V4(net), IpAddr::V4(peer)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(peer) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(peer)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(peer) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Everything the master and its workers need to know, read once at start-up.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
-    pub http: Vec<SocketAddr>,
+    pub listeners: Vec<ListenerSpec>,
+    /// Mode of the unix socket files created.
+    pub chmod_socket: Option<u32>,
+    /// `USER[:GROUP]` owning the unix socket files created.
+    pub chown_socket: Option<String>,
+    /// Who may connect to TCP uwsgi listeners; empty means loopback only.
+    pub uwsgi_allow_from: Vec<Network>,
     pub workers: usize,
     pub threads: usize,
     pub backlog: i32,
@@ -69,24 +158,50 @@ fn parse_address(option: &'static str, text: &str) -> Result<SocketAddr> {
 impl Config {
     /// Read the dict produced by `rwsgi.options.normalize`.
     pub(crate) fn from_dict(dict: &Bound<'_, PyDict>, app_label: String) -> Result<Self> {
-        let http: Vec<String> = item(dict, "http")?;
-        let socket: Vec<String> = item(dict, "socket")?;
-        if !socket.is_empty() {
-            return Err(Error::Config {
-                option: "socket",
-                message: "the uwsgi protocol listener is not yet supported".into(),
-            });
+        let mut listeners = Vec::new();
+        for (option, protocol, unix_allowed) in [
+            ("http", ListenerProtocol::Http, false),
+            ("http_socket", ListenerProtocol::Http, true),
+            ("socket", ListenerProtocol::Uwsgi, true),
+        ] {
+            let texts: Vec<String> = item(dict, option)?;
+            for text in texts {
+                let address = parse_listener(option, &text, unix_allowed)?;
+                listeners.push(ListenerSpec { protocol, address });
+            }
         }
-        let http = http
-            .iter()
-            .map(|text| parse_address("http", &rewrite_host(text)))
-            .collect::<Result<Vec<_>>>()?;
-        if http.is_empty() {
+        if listeners.is_empty() {
             return Err(Error::Config {
                 option: "http",
                 message: "no listener given".into(),
             });
         }
+        let allow: Vec<String> = item(dict, "uwsgi_allow_from")?;
+        let uwsgi_allow_from = allow
+            .iter()
+            .map(|text| {
+                Network::parse(text).ok_or_else(|| Error::Config {
+                    option: "uwsgi_allow_from",
+                    message: format!("{text:?} is not an IP address or CIDR network"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for listener in &listeners {
+            if let (ListenerProtocol::Uwsgi, Address::Tcp(address)) =
+                (listener.protocol, &listener.address)
+            {
+                if uwsgi_allow_from.is_empty() && !address.ip().is_loopback() {
+                    return Err(Error::Config {
+                        option: "socket",
+                        message: format!(
+                            "{address} is not a loopback address and no --uwsgi-allow-from is given"
+                        ),
+                    });
+                }
+            }
+        }
+        let chmod_socket: Option<u32> = item(dict, "chmod_socket")?;
+        let chown_socket: Option<String> = item(dict, "chown_socket")?;
         let workers: usize = item(dict, "workers")?;
         let threads: usize = item(dict, "threads")?;
         let backlog: i64 = item(dict, "backlog")?;
@@ -97,7 +212,10 @@ impl Config {
             });
         }
         Ok(Self {
-            http,
+            listeners,
+            chmod_socket,
+            chown_socket,
+            uwsgi_allow_from,
             workers,
             threads,
             backlog: i32::try_from(backlog.clamp(1, i64::from(i32::MAX))).unwrap_or(i32::MAX),
@@ -108,6 +226,37 @@ impl Config {
             app_label,
         })
     }
+}
+
+fn parse_listener(option: &'static str, text: &str, unix_allowed: bool) -> Result<Address> {
+    let is_unix =
+        text.starts_with(['/', '.', '@']) || text.starts_with("unix:") || !text.contains(':');
+    if !is_unix {
+        return parse_address(option, &rewrite_host(text)).map(Address::Tcp);
+    }
+    if !unix_allowed {
+        return Err(Error::Config {
+            option,
+            message: format!("{text:?} is not HOST:PORT (unix sockets go to --http-socket)"),
+        });
+    }
+    let path = text.strip_prefix("unix:").unwrap_or(text);
+    if let Some(name) = path.strip_prefix('@') {
+        if name.is_empty() {
+            return Err(Error::Config {
+                option,
+                message: "an abstract socket needs a name after @".into(),
+            });
+        }
+        return Ok(Address::Abstract(name.as_bytes().to_vec()));
+    }
+    if path.is_empty() {
+        return Err(Error::Config {
+            option,
+            message: format!("{text:?} names no socket path"),
+        });
+    }
+    Ok(Address::Unix(PathBuf::from(path)))
 }
 
 fn rewrite_host(text: &str) -> String {
@@ -129,5 +278,46 @@ mod tests {
         );
         assert!(parse_address("http", "nonsense").is_err());
         assert_eq!(rewrite_host("localhost:1"), "127.0.0.1:1");
+    }
+
+    #[test]
+    fn parses_listener_kinds() {
+        assert_eq!(
+            parse_listener("socket", "/run/app.sock", true).unwrap(),
+            Address::Unix("/run/app.sock".into())
+        );
+        assert_eq!(
+            parse_listener("socket", "unix:app.sock", true).unwrap(),
+            Address::Unix("app.sock".into())
+        );
+        assert_eq!(
+            parse_listener("socket", "@rwsgi", true).unwrap(),
+            Address::Abstract(b"rwsgi".to_vec())
+        );
+        assert!(matches!(
+            parse_listener("socket", "127.0.0.1:3031", true).unwrap(),
+            Address::Tcp(_)
+        ));
+        assert!(parse_listener("http", "/run/app.sock", false).is_err());
+        assert!(parse_listener("socket", "@", true).is_err());
+    }
+
+    #[test]
+    fn networks_match_their_members() {
+        let net = Network::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let one = Network::parse("192.168.1.5").unwrap();
+        assert!(one.contains("192.168.1.5".parse().unwrap()));
+        assert!(!one.contains("192.168.1.6".parse().unwrap()));
+        assert!(Network::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(Network::parse("::1/128")
+            .unwrap()
+            .contains("::1".parse().unwrap()));
+        assert!(Network::parse("10.0.0.0/33").is_none());
+        assert!(Network::parse("nonsense").is_none());
     }
 }

@@ -9,6 +9,7 @@ mod master;
 mod net;
 mod request;
 mod server;
+mod uwsgi;
 mod worker;
 mod wsgi;
 

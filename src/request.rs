@@ -6,15 +6,61 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+use crate::uwsgi::codec::Vars;
+
+/// The far end of a connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Peer {
+    Tcp(SocketAddr),
+    /// A unix socket client: it has no address worth showing.
+    Unix,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(address) => write!(f, "{address}"),
+            Self::Unix => f.write_str("a unix socket client"),
+        }
+    }
+}
+
+/// What a request's head was, by protocol.
+pub(crate) enum Head {
+    /// Parsed by hyper from HTTP/1.x.
+    Http(http::request::Parts),
+    /// The vars block of a uwsgi packet: already CGI variables, set by the proxy.
+    Uwsgi { vars: Vars, modifier1: u8 },
+}
+
 /// One request, ready for the app.
 pub(crate) struct Request {
-    pub head: http::request::Parts,
+    pub head: Head,
     /// The complete body; empty when there was none.
     pub body: Bytes,
     /// True when the body arrived chunked, so its length came from counting it.
     pub body_was_chunked: bool,
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
+    pub peer: Peer,
+    /// The listener's address (TCP), for SERVER_NAME/SERVER_PORT when no Host is sent.
+    pub local: Option<SocketAddr>,
+}
+
+impl Request {
+    /// `METHOD target`, for log lines.
+    pub(crate) fn describe(&self) -> String {
+        match &self.head {
+            Head::Http(parts) => format!("{} {}", parts.method, parts.uri),
+            Head::Uwsgi { vars, .. } => format!(
+                "{} {}",
+                String::from_utf8_lossy(vars.get(b"REQUEST_METHOD").unwrap_or(b"?")),
+                String::from_utf8_lossy(
+                    vars.get(b"REQUEST_URI")
+                        .or_else(|| vars.get(b"PATH_INFO"))
+                        .unwrap_or(b"?")
+                )
+            ),
+        }
+    }
 }
 
 /// Decode `%XX` escapes into raw bytes; a malformed escape is kept as written,

@@ -14,12 +14,15 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Notify};
 
-use crate::config::Config;
+use crate::config::{Config, ListenerProtocol, Network};
 use crate::http::{self, Connection};
 use crate::log;
+use crate::request::Peer;
+use crate::uwsgi;
 use crate::wsgi::WsgiApp;
 
 /// Connections still open, and a way to wait for none.
@@ -66,38 +69,98 @@ pub(crate) struct Shared {
     pub shutdown: watch::Receiver<bool>,
 }
 
+/// A bound listener of either socket family.
+pub(crate) enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// Resolve once shutdown has been signalled (or the signalling side is gone).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+fn allowed(allow: &[Network], peer: SocketAddr) -> bool {
+    if allow.is_empty() {
+        return peer.ip().is_loopback()
+            || matches!(peer.ip(), std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()));
+    }
+    allow.iter().any(|network| network.contains(peer.ip()))
+}
+
 /// Accept connections on `listener` until shutdown is signalled.
-pub(crate) async fn accept_loop(listener: TcpListener, shared: Shared) {
-    let local = listener.local_addr().ok();
+pub(crate) async fn accept_loop(listener: Listener, protocol: ListenerProtocol, shared: Shared) {
     let mut shutdown = shared.shutdown.clone();
     loop {
-        let accepted = tokio::select! {
-            biased;
-            () = stopped(&mut shutdown) => break,
-            accepted = listener.accept() => accepted,
+        let accepted = match &listener {
+            Listener::Tcp(tcp) => tokio::select! {
+                biased;
+                () = stopped(&mut shutdown) => break,
+                accepted = tcp.accept() => accepted.map(|(stream, peer)| {
+                    let _ = stream.set_nodelay(true);
+                    let local = stream.local_addr().ok();
+                    spawn_tcp(stream, peer, local, protocol, &shared);
+                }),
+            },
+            Listener::Unix(unix) => tokio::select! {
+                biased;
+                () = stopped(&mut shutdown) => break,
+                accepted = unix.accept() => accepted.map(|(stream, _)| {
+                    shared.open.opened();
+                    let shared = shared.clone();
+                    match protocol {
+                        ListenerProtocol::Http => { tokio::spawn(serve_http(stream, Peer::Unix, None, shared)); }
+                        ListenerProtocol::Uwsgi => { tokio::spawn(serve_uwsgi(stream, Peer::Unix, shared)); }
+                    }
+                }),
+            },
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let local = stream.local_addr().ok().or(local).unwrap_or(peer);
-                shared.open.opened();
-                tokio::spawn(serve_connection(stream, peer, local, shared.clone()));
-            }
-            Err(error) => {
-                // EMFILE and friends: wait a little instead of spinning.
-                log::warning(&format!("accept failed: {error}"));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+        if let Err(error) = accepted {
+            // EMFILE and friends: wait a little instead of spinning.
+            log::warning(&format!("accept failed: {error}"));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
 
-async fn serve_connection(
+fn spawn_tcp(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    local: SocketAddr,
-    shared: Shared,
+    local: Option<SocketAddr>,
+    protocol: ListenerProtocol,
+    shared: &Shared,
 ) {
+    match protocol {
+        ListenerProtocol::Http => {
+            shared.open.opened();
+            tokio::spawn(serve_http(stream, Peer::Tcp(peer), local, shared.clone()));
+        }
+        ListenerProtocol::Uwsgi => {
+            if !allowed(&shared.config.uwsgi_allow_from, peer) {
+                log::warning(&format!(
+                    "uwsgi connection from {peer} refused: not in --uwsgi-allow-from"
+                ));
+                return;
+            }
+            shared.open.opened();
+            tokio::spawn(serve_uwsgi(stream, Peer::Tcp(peer), shared.clone()));
+        }
+    }
+}
+
+async fn serve_uwsgi<S>(stream: S, peer: Peer, shared: Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let open = Arc::clone(&shared.open);
+    uwsgi::connection::serve(stream, peer, shared).await;
+    open.closed();
+}
+
+async fn serve_http<S>(stream: S, peer: Peer, local: Option<SocketAddr>, shared: Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let connection = Arc::new(Connection::new(
         Arc::clone(&shared.app),
         Arc::clone(&shared.config),
@@ -118,11 +181,6 @@ async fn serve_connection(
         }
     }
     shared.open.closed();
-}
-
-/// Resolve once shutdown has been signalled (or the signalling side is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 fn report(result: Result<(), hyper::Error>) {

@@ -8,7 +8,6 @@
 //! stalls the other connections while another thread is free (measured in
 //! shared/ANCHORS.md: without it, quick requests waited out a 5 s request).
 
-use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +16,9 @@ use pyo3::prelude::*;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Address, Config, ListenerProtocol};
 use crate::log;
-use crate::net;
-use crate::server::{self, OpenConnections, Shared};
+use crate::server::{self, Listener, OpenConnections, Shared};
 use crate::wsgi::{python_thread, WsgiApp};
 
 #[cfg(not(tokio_unstable))]
@@ -35,7 +33,7 @@ pub(crate) const EXIT_START_FAILED: i32 = 3;
 pub(crate) struct WorkerSpec {
     pub id: usize,
     pub config: Config,
-    pub listeners: Vec<(SocketAddr, OwnedFd)>,
+    pub listeners: Vec<(ListenerProtocol, Address, OwnedFd)>,
     pub app: Option<Py<PyAny>>,
     pub loader: Option<Py<PyAny>>,
 }
@@ -96,6 +94,22 @@ fn build_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// Turn an inherited descriptor into a listener of the worker's runtime.
+fn adopt_listener(address: &Address, fd: OwnedFd) -> std::io::Result<Listener> {
+    match address {
+        Address::Tcp(_) => {
+            let listener = std::net::TcpListener::from(fd);
+            listener.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(listener).map(Listener::Tcp)
+        }
+        Address::Unix(_) | Address::Abstract(_) => {
+            let listener = std::os::unix::net::UnixListener::from(fd);
+            listener.set_nonblocking(true)?;
+            tokio::net::UnixListener::from_std(listener).map(Listener::Unix)
+        }
+    }
+}
+
 fn serve(spec: WorkerSpec, app: Arc<WsgiApp>) -> i32 {
     let runtime = match build_runtime(spec.config.threads) {
         Ok(runtime) => runtime,
@@ -122,10 +136,9 @@ fn serve(spec: WorkerSpec, app: Arc<WsgiApp>) -> i32 {
             shutdown: stop_rx,
         };
         let mut accept_loops = Vec::new();
-        for (address, fd) in listeners {
-            let listener = net::into_std_listener(fd).and_then(tokio::net::TcpListener::from_std);
-            match listener {
-                Ok(listener) => accept_loops.push(tokio::spawn(server::accept_loop(listener, shared.clone()))),
+        for (protocol, address, fd) in listeners {
+            match adopt_listener(&address, fd) {
+                Ok(listener) => accept_loops.push(tokio::spawn(server::accept_loop(listener, protocol, shared.clone()))),
                 Err(error) => {
                     log::error(&format!("worker {id}: cannot use the socket for {address}: {error}"));
                     return EXIT_START_FAILED;

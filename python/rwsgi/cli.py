@@ -39,6 +39,17 @@ def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
             )
         return
     kind = _CLI_TYPES.get(getattr(option.check, "__name__", ""), str)
+    if option.name == "chmod_socket":
+        parser.add_argument(
+            *names,
+            dest=option.name,
+            nargs="?",
+            const="666",
+            default=None,
+            metavar=option.metavar,
+            help=option.help,
+        )
+        return
     default_text = "" if option.default in (None, []) else f" (default: {option.default})"
     parser.add_argument(
         *names,

@@ -111,14 +111,74 @@ def _http_addresses(name: str, value: object) -> list[str]:
     return addresses
 
 
-def _socket_addresses(name: str, value: object) -> list[str]:
+def is_unix_address(text: str) -> bool:
+    """A unix socket path (anything without ``:``, or ``unix:PATH``) or an abstract ``@name``."""
+    return text.startswith(("/", ".", "@", "unix:")) or ":" not in text
+
+
+def _any_addresses(name: str, value: object) -> list[str]:
     addresses = _string_list(name, value)
-    if addresses:
-        raise OptionError(
-            f"{name}: the uwsgi protocol listener is not yet supported in this version; "
-            "use http= (--http) for now"
-        )
+    for address in addresses:
+        if is_unix_address(address):
+            path = address.removeprefix("unix:")
+            if path in ("", "@"):
+                raise OptionError(f"{name}: {address!r} names no socket path")
+            if "\0" in path:
+                raise OptionError(f"{name}: {address!r} contains a NUL byte")
+        else:
+            parse_tcp_address(name, address)
     return addresses
+
+
+def _octal_mode(name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an octal mode such as '660'")
+    if isinstance(value, int):
+        mode = value
+    elif isinstance(value, str):
+        try:
+            mode = int(value, 8)
+        except ValueError:
+            raise OptionError(f"{name}: {value!r} is not an octal mode such as 660") from None
+    else:
+        raise TypeError(f"{name} must be an octal mode such as '660', not {type(value).__name__}")
+    if not 0 <= mode <= 0o777:
+        raise OptionError(f"{name}: mode {value!r} is out of range 000-777")
+    return mode
+
+
+def _owner(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or value.count(":") > 1:
+        raise OptionError(f"{name} must be USER, USER:GROUP or :GROUP, got {value!r}")
+    import grp
+    import pwd
+
+    user, _, group = value.partition(":")
+    for part, lookup, kind in ((user, pwd.getpwnam, "user"), (group, grp.getgrnam, "group")):
+        if part and not part.isdigit():
+            try:
+                lookup(part)
+            except KeyError:
+                raise OptionError(f"{name}: no {kind} named {part!r}") from None
+    return value
+
+
+def _networks(name: str, value: object) -> list[str]:
+    import ipaddress
+
+    items: list[str] = []
+    for entry in _string_list(name, value):
+        items.extend(part.strip() for part in entry.split(",") if part.strip())
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise OptionError(f"{name}: {item!r} is not an IP address or CIDR network") from None
+    return items
 
 
 @dataclass(frozen=True)
@@ -151,13 +211,45 @@ OPTIONS: tuple[Option, ...] = (
         aliases=("bind", "b"),
     ),
     Option(
-        "socket",
-        _socket_addresses,
+        "http_socket",
+        _any_addresses,
         [],
-        "serve the binary uwsgi protocol (for nginx uwsgi_pass): not yet supported",
+        "serve HTTP/1.1 on a unix socket path (or @abstract name) or HOST:PORT (repeatable)",
         metavar="ADDR",
         repeatable=True,
-        aliases=("s",),
+    ),
+    Option(
+        "socket",
+        _any_addresses,
+        [],
+        "serve the binary uwsgi protocol, for nginx uwsgi_pass, on a unix socket path "
+        "(or @abstract name) or HOST:PORT (repeatable)",
+        metavar="ADDR",
+        repeatable=True,
+        aliases=("s", "uwsgi_socket"),
+    ),
+    Option(
+        "chmod_socket",
+        _octal_mode,
+        None,
+        "permissions of the unix sockets created (octal; the flag alone means 666)",
+        metavar="MODE",
+    ),
+    Option(
+        "chown_socket",
+        _owner,
+        None,
+        "owner of the unix sockets created: USER, USER:GROUP or :GROUP",
+        metavar="USER[:GROUP]",
+    ),
+    Option(
+        "uwsgi_allow_from",
+        _networks,
+        [],
+        "addresses or CIDR networks allowed to connect to TCP uwsgi listeners (repeatable, "
+        "or comma-separated); required when such a listener is not on loopback",
+        metavar="CIDR",
+        repeatable=True,
     ),
     Option(
         "workers",
@@ -254,6 +346,28 @@ def normalize(values: Mapping[str, object]) -> dict[str, Any]:
         if option.name not in config:
             default = option.default
             config[option.name] = list(default) if isinstance(default, list) else default
-    if not config["http"] and not config["socket"]:
-        raise OptionError("no listener: give at least one http address (--http 127.0.0.1:8000)")
+    if not (config["http"] or config["http_socket"] or config["socket"]):
+        raise OptionError(
+            "no listener: give --http 127.0.0.1:8000, --http-socket ADDR or --socket ADDR"
+        )
+    _check_uwsgi_exposure(config)
     return config
+
+
+def _check_uwsgi_exposure(config: dict[str, Any]) -> None:
+    """A TCP uwsgi listener trusts REMOTE_ADDR, HTTPS... from its peer: refuse to expose it."""
+    import ipaddress
+
+    if config["uwsgi_allow_from"]:
+        return
+    for address in config["socket"]:
+        if is_unix_address(address):
+            continue
+        host, _ = parse_tcp_address("socket", address)
+        if not ipaddress.ip_address(host).is_loopback:
+            raise OptionError(
+                f"socket: {address!r} is not a loopback address, and the uwsgi protocol trusts "
+                "whatever its peer says (REMOTE_ADDR, HTTPS...); list the proxies allowed to "
+                "connect with --uwsgi-allow-from (e.g. --uwsgi-allow-from 10.0.0.5), or bind "
+                "127.0.0.1 or a unix socket"
+            )

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioTimer;
 
 use crate::config::{Config, MAX_HEADERS, MAX_HEAD_BYTES};
 use crate::log;
-use crate::request::Request;
+use crate::request::{Head, Peer, Request};
 use crate::wsgi::environ::PeerStrings;
 use crate::wsgi::output::ResponseBody;
 use crate::wsgi::{plain_response, WsgiApp};
@@ -45,8 +45,8 @@ pub(crate) fn builder(config: &Config) -> http1::Builder {
 pub(crate) struct Connection {
     pub app: Arc<WsgiApp>,
     pub config: Arc<Config>,
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
+    pub peer: Peer,
+    pub local: Option<SocketAddr>,
     strings: OnceLock<PeerStrings>,
 }
 
@@ -54,8 +54,8 @@ impl Connection {
     pub(crate) fn new(
         app: Arc<WsgiApp>,
         config: Arc<Config>,
-        peer: SocketAddr,
-        local: SocketAddr,
+        peer: Peer,
+        local: Option<SocketAddr>,
     ) -> Self {
         Self {
             app,
@@ -162,7 +162,7 @@ pub(crate) async fn handle(
         }
     };
     let request = Request {
-        head,
+        head: Head::Http(head),
         body,
         body_was_chunked: chunked,
         peer: connection.peer,
@@ -171,5 +171,5 @@ pub(crate) async fn handle(
     let strings = connection
         .strings
         .get_or_init(|| WsgiApp::peer_strings(&request));
-    Ok(connection.app.call(&request, strings))
+    Ok(connection.app.call(&request, Some(strings)))
 }

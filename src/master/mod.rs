@@ -16,7 +16,7 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log;
-use crate::net::{self, BoundAddress};
+use crate::net::{self, BoundAddress, UnixSocketFile};
 use crate::worker::{self, WorkerSpec, EXIT_APP_LOAD};
 use fork::Forked;
 use signals::SignalQueue;
@@ -48,6 +48,8 @@ enum Stopping {
 pub(crate) struct Arbiter {
     config: Config,
     listeners: Vec<BoundAddress>,
+    /// Socket files to remove when the master exits.
+    unix_files: Vec<UnixSocketFile>,
     app: Option<Py<PyAny>>,
     loader: Option<Py<PyAny>>,
     slots: Vec<Slot>,
@@ -88,8 +90,18 @@ impl Arbiter {
         loader: Option<Py<PyAny>>,
     ) -> Result<Self> {
         let mut listeners = Vec::new();
-        for address in &config.http {
-            listeners.push(net::bind_http(*address, config.workers, config.backlog)?);
+        let mut unix_files = Vec::new();
+        for spec in &config.listeners {
+            match net::bind(spec, config.workers, &config) {
+                Ok((bound, file)) => {
+                    listeners.push(bound);
+                    unix_files.extend(file);
+                }
+                Err(error) => {
+                    unix_files.iter().for_each(UnixSocketFile::remove);
+                    return Err(error);
+                }
+            }
         }
         let now = Instant::now();
         let slots = (1..=config.workers)
@@ -104,6 +116,7 @@ impl Arbiter {
         Ok(Self {
             config,
             listeners,
+            unix_files,
             app,
             loader,
             slots,
@@ -149,6 +162,10 @@ impl Arbiter {
         let outcome = self.supervise(py, &mut signals);
         signals.forget_in_child_or_master();
         restore_python_handlers(py, previous);
+        self.listeners.clear();
+        for file in &self.unix_files {
+            file.remove();
+        }
         outcome
     }
 
@@ -328,10 +345,12 @@ impl Arbiter {
     fn become_worker(&mut self, py: Python<'_>, index: usize, signals: &mut SignalQueue) -> i32 {
         signals.forget_in_child_or_master();
         let mut listeners = Vec::new();
-        for mut address in std::mem::take(&mut self.listeners) {
-            let fd = address.per_slot.swap_remove(index);
-            listeners.push((address.local, fd));
+        for mut bound in std::mem::take(&mut self.listeners) {
+            let fd = bound.per_slot.swap_remove(index);
+            listeners.push((bound.protocol, bound.address.clone(), fd));
         }
+        // The socket files belong to the master: a worker never removes them.
+        self.unix_files.clear();
         let spec = WorkerSpec {
             id: self.slots[index].id,
             config: self.config.clone(),

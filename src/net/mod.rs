@@ -1,44 +1,50 @@
 //! Listeners, bound by the master before it forks.
 //!
-//! Each address gets one socket per worker slot, all bound with `SO_REUSEPORT`
+//! A TCP address gets one socket per worker slot, all bound with `SO_REUSEPORT`
 //! so the kernel spreads new connections evenly between workers (measured: with
 //! one shared socket, one worker once took all 100 connections of a benchmark).
-//! A worker keeps only its own slot's sockets; the master keeps them all so a
-//! respawned worker inherits a socket whose backlog never stopped queueing.
+//! A unix socket is bound once and shared. A worker keeps only its own slot's
+//! descriptors; the master keeps them all, so a respawned worker inherits a
+//! socket whose backlog never stopped queueing.
 
-use std::net::{SocketAddr, TcpListener};
+mod unix;
+
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::config::{Address, Config, ListenerProtocol, ListenerSpec};
 use crate::error::{Error, Result};
+pub(crate) use unix::UnixSocketFile;
 
-/// What a listener speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ListenerProtocol {
-    /// HTTP/1.1 through hyper.
-    Http,
-}
-
-/// One address the user asked for, with a socket per worker slot.
+/// One listener the user asked for, with a descriptor per worker slot.
 #[derive(Debug)]
 pub(crate) struct BoundAddress {
     pub protocol: ListenerProtocol,
     /// The address actually bound (port 0 replaced by the kernel's choice).
-    pub local: SocketAddr,
+    pub address: Address,
     pub per_slot: Vec<OwnedFd>,
 }
 
 impl BoundAddress {
     /// How the banner and the logs show this listener.
     pub(crate) fn url(&self) -> String {
-        match self.protocol {
-            ListenerProtocol::Http => format!("http://{}", self.local),
+        let scheme = match self.protocol {
+            ListenerProtocol::Http => "http",
+            ListenerProtocol::Uwsgi => "uwsgi",
+        };
+        match &self.address {
+            Address::Tcp(address) => format!("{scheme}://{address}"),
+            Address::Unix(path) => format!("{scheme}+unix://{}", path.display()),
+            Address::Abstract(name) => {
+                format!("{scheme}+unix://@{}", String::from_utf8_lossy(name))
+            }
         }
     }
 }
 
-fn bind_one(address: SocketAddr, backlog: i32) -> std::io::Result<Socket> {
+fn bind_tcp_socket(address: SocketAddr, backlog: i32) -> std::io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::STREAM,
@@ -57,12 +63,12 @@ fn bind_one(address: SocketAddr, backlog: i32) -> std::io::Result<Socket> {
 }
 
 /// Bind `slots` sockets on `address`; the first one decides the port when 0 was asked.
-pub(crate) fn bind_http(address: SocketAddr, slots: usize, backlog: i32) -> Result<BoundAddress> {
+fn bind_tcp(address: SocketAddr, slots: usize, backlog: i32) -> Result<(SocketAddr, Vec<OwnedFd>)> {
     let bind_error = |source| Error::Bind {
         address: address.to_string(),
         source,
     };
-    let first = bind_one(address, backlog).map_err(bind_error)?;
+    let first = bind_tcp_socket(address, backlog).map_err(bind_error)?;
     let local = first
         .local_addr()
         .map_err(bind_error)?
@@ -70,18 +76,44 @@ pub(crate) fn bind_http(address: SocketAddr, slots: usize, backlog: i32) -> Resu
         .unwrap_or(address);
     let mut per_slot = vec![OwnedFd::from(first)];
     for _ in 1..slots {
-        per_slot.push(OwnedFd::from(bind_one(local, backlog).map_err(bind_error)?));
+        per_slot.push(OwnedFd::from(
+            bind_tcp_socket(local, backlog).map_err(bind_error)?,
+        ));
     }
-    Ok(BoundAddress {
-        protocol: ListenerProtocol::Http,
-        local,
-        per_slot,
-    })
+    Ok((local, per_slot))
 }
 
-/// Turn an inherited slot socket into a std listener for the worker's runtime.
-pub(crate) fn into_std_listener(fd: OwnedFd) -> std::io::Result<TcpListener> {
-    let listener = TcpListener::from(fd);
-    listener.set_nonblocking(true)?;
-    Ok(listener)
+/// Bind one listener for `slots` workers. A unix socket file is returned too, for removal at exit.
+pub(crate) fn bind(
+    spec: &ListenerSpec,
+    slots: usize,
+    config: &Config,
+) -> Result<(BoundAddress, Option<UnixSocketFile>)> {
+    match &spec.address {
+        Address::Tcp(address) => {
+            let (local, per_slot) = bind_tcp(*address, slots, config.backlog)?;
+            let bound = BoundAddress {
+                protocol: spec.protocol,
+                address: Address::Tcp(local),
+                per_slot,
+            };
+            Ok((bound, None))
+        }
+        Address::Unix(_) | Address::Abstract(_) => {
+            let (socket, file) = unix::bind(&spec.address, config)?;
+            let per_slot = (0..slots)
+                .map(|_| socket.try_clone().map(OwnedFd::from))
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(|source| Error::Bind {
+                    address: spec.address.to_string(),
+                    source,
+                })?;
+            let bound = BoundAddress {
+                protocol: spec.protocol,
+                address: spec.address.clone(),
+                per_slot,
+            };
+            Ok((bound, file))
+        }
+    }
 }

@@ -12,7 +12,8 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
 use crate::config::Config;
-use crate::request::{percent_decode, Request};
+use crate::request::{percent_decode, Head, Peer, Request};
+use crate::uwsgi::codec::{Vars, MODIFIER_STRIP_SCRIPT_NAME};
 use crate::wsgi::file_wrapper::FileWrapper;
 use crate::wsgi::input::Input;
 
@@ -23,6 +24,7 @@ const HEADER_KEY_CACHE: usize = 256;
 
 thread_local! {
     static HEADER_KEYS: RefCell<HashMap<HeaderName, Py<PyString>>> = RefCell::new(HashMap::new());
+    static VAR_KEYS: RefCell<HashMap<Vec<u8>, Py<PyString>>> = RefCell::new(HashMap::new());
 }
 
 /// The part of every environ that is the same for all requests of a worker.
@@ -149,60 +151,149 @@ impl EnvironTemplate {
         })
     }
 
-    /// The environ for one request.
+    /// The environ for one request; `peer` is the connection's cached strings (HTTP only).
     pub(crate) fn build<'py>(
         &self,
         py: Python<'py>,
         request: &Request,
-        peer: &PeerStrings,
+        peer: Option<&PeerStrings>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let environ = self.base.bind(py).copy()?;
-        let head = &request.head;
-        environ.set_item(intern!(py, "REQUEST_METHOD"), method_str(py, &head.method))?;
-        let path = head.uri.path();
-        let path_info = if path.contains('%') {
-            latin1_str(py, &percent_decode(path.as_bytes()))?
-        } else {
-            PyString::new(py, path)
-        };
-        environ.set_item(intern!(py, "PATH_INFO"), path_info)?;
-        let query = head.uri.query().unwrap_or("");
-        environ.set_item(intern!(py, "QUERY_STRING"), PyString::new(py, query))?;
-        let raw_uri = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let raw_uri = PyString::new(py, raw_uri);
-        environ.set_item(intern!(py, "RAW_URI"), &raw_uri)?;
-        environ.set_item(intern!(py, "REQUEST_URI"), raw_uri)?;
-        let protocol = match head.version {
-            Version::HTTP_10 => intern!(py, "HTTP/1.0"),
-            Version::HTTP_09 => intern!(py, "HTTP/0.9"),
-            _ => intern!(py, "HTTP/1.1"),
-        };
-        environ.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
-        environ.set_item(intern!(py, "REMOTE_ADDR"), peer.remote_addr.bind(py))?;
-        environ.set_item(intern!(py, "REMOTE_PORT"), peer.remote_port.bind(py))?;
-        if let Some(host) = head.headers.get(HOST).and_then(|host| host.to_str().ok()) {
-            let (name, port) = split_host(host);
-            environ.set_item(intern!(py, "SERVER_NAME"), PyString::new(py, name))?;
-            let port =
-                port.map_or_else(|| intern!(py, "80").clone(), |port| PyString::new(py, port));
-            environ.set_item(intern!(py, "SERVER_PORT"), port)?;
-        } else {
-            environ.set_item(intern!(py, "SERVER_NAME"), peer.local_addr.bind(py))?;
-            environ.set_item(intern!(py, "SERVER_PORT"), peer.local_port.bind(py))?;
-        }
-        set_headers(py, &environ, &head.headers)?;
-        if request.body_was_chunked
-            || (!request.body.is_empty() && !head.headers.contains_key(CONTENT_LENGTH))
-        {
-            environ.set_item(
-                intern!(py, "CONTENT_LENGTH"),
-                request.body.len().to_string(),
-            )?;
+        match (&request.head, peer) {
+            (Head::Http(head), Some(peer)) => fill_http(py, &environ, head, request, peer)?,
+            (Head::Http(head), None) => {
+                fill_http(py, &environ, head, request, &PeerStrings::new(py, request))?;
+            }
+            (Head::Uwsgi { vars, modifier1 }, _) => fill_uwsgi(py, &environ, vars, *modifier1)?,
         }
         let input = Bound::new(py, Input::new(request.body.clone()))?;
         environ.set_item(intern!(py, "wsgi.input"), input)?;
         Ok(environ)
     }
+}
+
+fn var_key<'py>(py: Python<'py>, key: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    VAR_KEYS.with(|cache| {
+        if let Some(found) = cache.borrow().get(key) {
+            return Ok(found.bind(py).clone());
+        }
+        let text = latin1_str(py, key)?;
+        let mut cache = cache.borrow_mut();
+        if cache.len() < HEADER_KEY_CACHE {
+            cache.insert(key.to_vec(), text.clone().unbind());
+        }
+        Ok(text)
+    })
+}
+
+/// Whether a uwsgi `HTTPS` var means the client connection was encrypted.
+fn https_on(value: &[u8]) -> bool {
+    value.eq_ignore_ascii_case(b"on") || value == b"1" || value.eq_ignore_ascii_case(b"true")
+}
+
+/// The environ of a uwsgi request: the proxy's vars as given, then the keys
+/// PEP 3333 requires that the proxy may have left out.
+fn fill_uwsgi(
+    py: Python<'_>,
+    environ: &Bound<'_, PyDict>,
+    vars: &Vars,
+    modifier1: u8,
+) -> PyResult<()> {
+    for (key, value) in vars.iter() {
+        environ.set_item(var_key(py, key)?, latin1_str(py, value)?)?;
+    }
+    let script_name = vars.get(b"SCRIPT_NAME").unwrap_or(b"");
+    let path_info: Vec<u8> = match vars.get(b"PATH_INFO") {
+        Some(path) => path.to_vec(),
+        None => {
+            let uri = vars.get(b"REQUEST_URI").unwrap_or(b"/");
+            let path = uri.split(|&byte| byte == b'?').next().unwrap_or(b"/");
+            percent_decode(path)
+        }
+    };
+    let script_name = script_name.strip_suffix(b"/").unwrap_or(script_name);
+    let path_info = if modifier1 == MODIFIER_STRIP_SCRIPT_NAME && !script_name.is_empty() {
+        match path_info.strip_prefix(script_name) {
+            Some(rest) if rest.is_empty() || rest.starts_with(b"/") => rest.to_vec(),
+            _ => path_info,
+        }
+    } else {
+        path_info
+    };
+    environ.set_item(intern!(py, "SCRIPT_NAME"), latin1_str(py, script_name)?)?;
+    environ.set_item(intern!(py, "PATH_INFO"), latin1_str(py, &path_info)?)?;
+    for (key, default) in [
+        ("REQUEST_METHOD", "GET"),
+        ("QUERY_STRING", ""),
+        ("SERVER_NAME", "localhost"),
+        ("SERVER_PORT", "80"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+    ] {
+        if !vars.iter().any(|(name, _)| name == key.as_bytes()) {
+            environ.set_item(key, default)?;
+        }
+    }
+    let https = vars.get(b"HTTPS").is_some_and(https_on)
+        || vars
+            .get(b"UWSGI_SCHEME")
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"https"))
+        || vars
+            .get(b"REQUEST_SCHEME")
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"https"));
+    if https {
+        environ.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
+    }
+    Ok(())
+}
+
+fn fill_http(
+    py: Python<'_>,
+    environ: &Bound<'_, PyDict>,
+    head: &http::request::Parts,
+    request: &Request,
+    peer: &PeerStrings,
+) -> PyResult<()> {
+    environ.set_item(intern!(py, "REQUEST_METHOD"), method_str(py, &head.method))?;
+    let path = head.uri.path();
+    let path_info = if path.contains('%') {
+        latin1_str(py, &percent_decode(path.as_bytes()))?
+    } else {
+        PyString::new(py, path)
+    };
+    environ.set_item(intern!(py, "PATH_INFO"), path_info)?;
+    let query = head.uri.query().unwrap_or("");
+    environ.set_item(intern!(py, "QUERY_STRING"), PyString::new(py, query))?;
+    let raw_uri = head.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let raw_uri = PyString::new(py, raw_uri);
+    environ.set_item(intern!(py, "RAW_URI"), &raw_uri)?;
+    environ.set_item(intern!(py, "REQUEST_URI"), raw_uri)?;
+    let protocol = match head.version {
+        Version::HTTP_10 => intern!(py, "HTTP/1.0"),
+        Version::HTTP_09 => intern!(py, "HTTP/0.9"),
+        _ => intern!(py, "HTTP/1.1"),
+    };
+    environ.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
+    environ.set_item(intern!(py, "REMOTE_ADDR"), peer.remote_addr.bind(py))?;
+    environ.set_item(intern!(py, "REMOTE_PORT"), peer.remote_port.bind(py))?;
+    if let Some(host) = head.headers.get(HOST).and_then(|host| host.to_str().ok()) {
+        let (name, port) = split_host(host);
+        environ.set_item(intern!(py, "SERVER_NAME"), PyString::new(py, name))?;
+        let port = port.map_or_else(|| intern!(py, "80").clone(), |port| PyString::new(py, port));
+        environ.set_item(intern!(py, "SERVER_PORT"), port)?;
+    } else {
+        environ.set_item(intern!(py, "SERVER_NAME"), peer.local_addr.bind(py))?;
+        environ.set_item(intern!(py, "SERVER_PORT"), peer.local_port.bind(py))?;
+    }
+    set_headers(py, environ, &head.headers)?;
+    if request.body_was_chunked
+        || (!request.body.is_empty() && !head.headers.contains_key(CONTENT_LENGTH))
+    {
+        environ.set_item(
+            intern!(py, "CONTENT_LENGTH"),
+            request.body.len().to_string(),
+        )?;
+    }
+    Ok(())
 }
 
 /// The connection's address strings, made once per connection and reused by its requests.
@@ -216,11 +307,19 @@ pub(crate) struct PeerStrings {
 impl PeerStrings {
     pub(crate) fn new(py: Python<'_>, request: &Request) -> Self {
         let text = |value: String| PyString::new(py, &value).unbind();
+        let (remote_addr, remote_port) = match request.peer {
+            Peer::Tcp(address) => (address.ip().to_string(), address.port().to_string()),
+            Peer::Unix => (String::new(), String::new()),
+        };
+        let (local_addr, local_port) = request.local.map_or_else(
+            || ("localhost".to_owned(), "0".to_owned()),
+            |local| (local.ip().to_string(), local.port().to_string()),
+        );
         Self {
-            remote_addr: text(request.peer.ip().to_string()),
-            remote_port: text(request.peer.port().to_string()),
-            local_addr: text(request.local.ip().to_string()),
-            local_port: text(request.local.port().to_string()),
+            remote_addr: text(remote_addr),
+            remote_port: text(remote_port),
+            local_addr: text(local_addr),
+            local_port: text(local_port),
         }
     }
 }

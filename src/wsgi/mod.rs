@@ -50,10 +50,6 @@ pub(crate) fn plain_response(status: StatusCode, close: bool) -> Response<Respon
     response
 }
 
-fn describe(request: &Request) -> String {
-    format!("{} {}", request.head.method, request.head.uri)
-}
-
 impl WsgiApp {
     pub(crate) fn new(py: Python<'_>, app: Py<PyAny>, config: &Config) -> PyResult<Self> {
         Ok(Self {
@@ -68,13 +64,17 @@ impl WsgiApp {
     }
 
     /// Run the app for one request. Never fails: app errors become a logged 500.
-    pub(crate) fn call(&self, request: &Request, peer: &PeerStrings) -> Response<ResponseBody> {
+    pub(crate) fn call(
+        &self,
+        request: &Request,
+        peer: Option<&PeerStrings>,
+    ) -> Response<ResponseBody> {
         Python::attach(|py| match self.call_app(py, request, peer) {
             Ok(response) => response,
             Err(error) => {
                 log::error(&format!(
                     "the app failed on {}; answering 500:",
-                    describe(request)
+                    request.describe()
                 ));
                 error.print(py);
                 plain_response(StatusCode::INTERNAL_SERVER_ERROR, false)
@@ -86,7 +86,7 @@ impl WsgiApp {
         &self,
         py: Python<'_>,
         request: &Request,
-        peer: &PeerStrings,
+        peer: Option<&PeerStrings>,
     ) -> PyResult<Response<ResponseBody>> {
         let environ = self.environ.build(py, request, peer)?;
         let start = Bound::new(py, StartResponse::new())?;

@@ -1,0 +1,328 @@
+//! One uwsgi connection: read the packet header, the vars block and
+//! CONTENT_LENGTH bytes of body (all without the GIL, each step bounded in
+//! time), call the app inline, write the response as HTTP/1.x and close.
+//! Malformed packets are logged and the connection closed; they never reach
+//! the app and never panic.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{Response, StatusCode};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::codec::{CodecError, PacketHeader, Vars, HEADER_LEN};
+use crate::log;
+use crate::request::{Head, Peer, Request};
+use crate::server::{stopped, Shared};
+use crate::wsgi::output::ResponseBody;
+use crate::wsgi::plain_response;
+
+/// Why a uwsgi request was dropped before reaching the app.
+#[derive(Debug)]
+enum PacketError {
+    /// The peer closed before sending anything: not worth a log line.
+    Empty,
+    Io(std::io::Error),
+    Timeout(&'static str),
+    Truncated(&'static str),
+    Unsupported(PacketHeader),
+    Vars(CodecError),
+    /// The body is longer than allowed (answered with 413).
+    TooLarge(u64),
+    /// CONTENT_LENGTH is not a number (answered with 400).
+    BadLength(String),
+    ShuttingDown,
+}
+
+impl std::fmt::Display for PacketError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Empty => f.write_str("closed before sending a request"),
+            Self::Io(error) => write!(f, "read failed: {error}"),
+            Self::Timeout(what) => write!(f, "timed out waiting for the {what}"),
+            Self::Truncated(what) => write!(f, "the connection closed in the middle of the {what}"),
+            Self::Unsupported(header) => write!(
+                f,
+                "unsupported modifier1 {} (modifier2 {}): only 0 (WSGI) and 30 are served",
+                header.modifier1, header.modifier2
+            ),
+            Self::Vars(error) => write!(f, "malformed vars block: {error}"),
+            Self::TooLarge(length) => write!(f, "CONTENT_LENGTH {length} exceeds --max-body-size"),
+            Self::BadLength(text) => write!(f, "CONTENT_LENGTH {text:?} is not a number"),
+            Self::ShuttingDown => f.write_str("the worker is shutting down"),
+        }
+    }
+}
+
+async fn within<T>(
+    limit: Duration,
+    what: &'static str,
+    step: impl Future<Output = std::io::Result<T>>,
+) -> Result<T, PacketError> {
+    let result = if limit.is_zero() {
+        step.await
+    } else {
+        tokio::time::timeout(limit, step)
+            .await
+            .map_err(|_| PacketError::Timeout(what))?
+    };
+    result.map_err(|error| {
+        if error.kind() == std::io::ErrorKind::UnexpectedEof {
+            PacketError::Truncated(what)
+        } else {
+            PacketError::Io(error)
+        }
+    })
+}
+
+async fn read_exactly<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    length: usize,
+    limit: Duration,
+    what: &'static str,
+) -> Result<Bytes, PacketError> {
+    let mut buffer = BytesMut::zeroed(length);
+    within(limit, what, stream.read_exact(&mut buffer)).await?;
+    Ok(buffer.freeze())
+}
+
+/// Read the body in pieces, each bounded by the idle timeout, so a slow sender is cut off.
+async fn read_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    length: usize,
+    idle: Duration,
+) -> Result<Bytes, PacketError> {
+    let mut body = BytesMut::with_capacity(length.min(1024 * 1024));
+    while body.len() < length {
+        let want = (length - body.len()).min(256 * 1024);
+        body.reserve(want);
+        let read = within(
+            idle,
+            "request body",
+            stream.read_buf(&mut (&mut body).limit(want)),
+        )
+        .await?;
+        if read == 0 {
+            return Err(PacketError::Truncated("request body"));
+        }
+    }
+    Ok(body.freeze())
+}
+
+async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    shared: &Shared,
+) -> Result<(PacketHeader, Vars, Bytes), PacketError> {
+    let config = &shared.config;
+    let mut first = [0u8; HEADER_LEN];
+    let mut shutdown = shared.shutdown.clone();
+    let got = tokio::select! {
+        biased;
+        () = stopped(&mut shutdown) => return Err(PacketError::ShuttingDown),
+        got = within(config.header_timeout, "packet header", stream.read(&mut first)) => got?,
+    };
+    if got == 0 {
+        return Err(PacketError::Empty);
+    }
+    if got < HEADER_LEN {
+        within(
+            config.header_timeout,
+            "packet header",
+            stream.read_exact(&mut first[got..]),
+        )
+        .await?;
+    }
+    let header = PacketHeader::parse(first);
+    if !header.is_supported() {
+        return Err(PacketError::Unsupported(header));
+    }
+    let block = read_exactly(
+        stream,
+        usize::from(header.datasize),
+        config.header_timeout,
+        "vars block",
+    )
+    .await?;
+    let vars = Vars::parse(block).map_err(PacketError::Vars)?;
+    let length = match vars.get(b"CONTENT_LENGTH").map(<[u8]>::trim_ascii) {
+        None | Some(b"") => 0,
+        Some(text) => std::str::from_utf8(text)
+            .ok()
+            .and_then(|text| text.parse::<u64>().ok())
+            .ok_or_else(|| PacketError::BadLength(String::from_utf8_lossy(text).into_owned()))?,
+    };
+    if length > config.max_body_size {
+        return Err(PacketError::TooLarge(length));
+    }
+    let length = usize::try_from(length).map_err(|_| PacketError::TooLarge(length))?;
+    let body = if length == 0 {
+        Bytes::new()
+    } else {
+        read_body(stream, length, config.body_timeout).await?
+    };
+    Ok((header, vars, body))
+}
+
+/// Serve the one request of a uwsgi connection.
+pub(crate) async fn serve<S>(mut stream: S, peer: Peer, shared: Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (header, vars, body) = match read_request(&mut stream, &shared).await {
+        Ok(parts) => parts,
+        Err(PacketError::Empty | PacketError::ShuttingDown) => return,
+        Err(error) => {
+            log::warning(&format!("uwsgi request from {peer} dropped: {error}"));
+            let status = match error {
+                PacketError::TooLarge(_) => Some(StatusCode::PAYLOAD_TOO_LARGE),
+                PacketError::BadLength(_) => Some(StatusCode::BAD_REQUEST),
+                _ => None,
+            };
+            if let Some(status) = status {
+                let _ = write_response(
+                    &mut stream,
+                    plain_response(status, true),
+                    false,
+                    b"HTTP/1.1",
+                )
+                .await;
+            }
+            let _ = stream.shutdown().await;
+            return;
+        }
+    };
+    let is_head = vars.get(b"REQUEST_METHOD") == Some(b"HEAD");
+    let protocol: &'static [u8] = match vars.get(b"SERVER_PROTOCOL") {
+        Some(b"HTTP/1.0") => b"HTTP/1.0",
+        _ => b"HTTP/1.1",
+    };
+    let request = Request {
+        head: Head::Uwsgi {
+            vars,
+            modifier1: header.modifier1,
+        },
+        body,
+        body_was_chunked: false,
+        peer,
+        local: None,
+    };
+    let response = shared.app.call(&request, None);
+    drop(request);
+    if let Err(error) = write_response(&mut stream, response, is_head, protocol).await {
+        log::warning(&format!("uwsgi response to {peer} cut short: {error}"));
+        return;
+    }
+    let _ = stream.shutdown().await;
+}
+
+fn status_allows_body(status: StatusCode) -> bool {
+    !(status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED)
+}
+
+/// The status line and headers, as nginx's uwsgi module expects them.
+fn encode_head(
+    response: &Response<ResponseBody>,
+    protocol: &[u8],
+    content_length: Option<u64>,
+) -> BytesMut {
+    let status = response.status();
+    let reason: &[u8] = response
+        .extensions()
+        .get::<hyper::ext::ReasonPhrase>()
+        .map_or_else(
+            || status.canonical_reason().unwrap_or("Unknown").as_bytes(),
+            hyper::ext::ReasonPhrase::as_bytes,
+        );
+    let mut head = BytesMut::with_capacity(256);
+    head.extend_from_slice(protocol);
+    head.extend_from_slice(b" ");
+    head.extend_from_slice(status.as_str().as_bytes());
+    head.extend_from_slice(b" ");
+    head.extend_from_slice(reason);
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in response.headers() {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if let Some(length) = content_length {
+        head.extend_from_slice(b"content-length: ");
+        head.extend_from_slice(length.to_string().as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+async fn write_response<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    response: Response<ResponseBody>,
+    is_head: bool,
+    protocol: &[u8],
+) -> std::io::Result<()> {
+    let send_body = !is_head && status_allows_body(response.status());
+    let has_length = response
+        .headers()
+        .contains_key(http::header::CONTENT_LENGTH);
+    let exact = response.body().size_hint().exact();
+    let content_length = if has_length || !status_allows_body(response.status()) {
+        None
+    } else {
+        exact
+    };
+    let mut head = encode_head(&response, protocol, content_length);
+    let mut body = response.into_body();
+    if !send_body {
+        drop(body);
+        return stream.write_all(&head).await;
+    }
+    if let ResponseBody::Full(Some(bytes)) = &body {
+        if bytes.len() <= 64 * 1024 {
+            head.extend_from_slice(bytes);
+            return stream.write_all(&head).await;
+        }
+    }
+    stream.write_all(&head).await?;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(std::io::Error::other)?;
+        if let Ok(data) = frame.into_data() {
+            stream.write_all(&data).await?;
+        }
+    }
+    stream.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_status_headers_and_length() {
+        let mut response = Response::new(ResponseBody::full(Bytes::from_static(b"hi")));
+        response
+            .headers_mut()
+            .insert("content-type", http::HeaderValue::from_static("text/plain"));
+        let head = encode_head(&response, b"HTTP/1.1", Some(2));
+        assert_eq!(
+            &head[..],
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\n"
+        );
+        *response.status_mut() = StatusCode::from_u16(299).unwrap();
+        let head = encode_head(&response, b"HTTP/1.0", None);
+        assert!(head.starts_with(b"HTTP/1.0 299 Unknown\r\n"));
+    }
+
+    #[test]
+    fn no_body_for_204_304_and_1xx() {
+        assert!(!status_allows_body(StatusCode::NO_CONTENT));
+        assert!(!status_allows_body(StatusCode::NOT_MODIFIED));
+        assert!(!status_allows_body(StatusCode::CONTINUE));
+        assert!(status_allows_body(StatusCode::OK));
+    }
+}
