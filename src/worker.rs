@@ -64,6 +64,7 @@ pub(crate) fn run(py: Python<'_>, spec: WorkerSpec) -> i32 {
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
     }
+    let boot_handlers = exit_on_stop_signals();
     let app = match load_app(py, &spec) {
         Ok(app) => app,
         Err(code) => return code,
@@ -76,7 +77,7 @@ pub(crate) fn run(py: Python<'_>, spec: WorkerSpec) -> i32 {
         }
     };
     let id = spec.id;
-    let code = py.detach(move || serve(spec, app));
+    let code = py.detach(move || serve(spec, app, boot_handlers));
     log::info(&format!("worker {id} (pid {}) stopped", std::process::id()));
     code
 }
@@ -110,7 +111,20 @@ fn adopt_listener(address: &Address, fd: OwnedFd) -> std::io::Result<Listener> {
     }
 }
 
-fn serve(spec: WorkerSpec, app: Arc<WsgiApp>) -> i32 {
+/// Until the runtime's own handlers are in place, SIGTERM/SIGINT simply end a
+/// booting worker (nothing is in flight yet); without this they would be lost.
+fn exit_on_stop_signals() -> Vec<signal_hook::SigId> {
+    [libc::SIGTERM, libc::SIGINT]
+        .into_iter()
+        .filter_map(|signal| {
+            // SAFETY: the action only calls `_exit`, which is async-signal-safe.
+            unsafe { signal_hook::low_level::register(signal, || signal_hook::low_level::exit(0)) }
+                .ok()
+        })
+        .collect()
+}
+
+fn serve(spec: WorkerSpec, app: Arc<WsgiApp>, boot_handlers: Vec<signal_hook::SigId>) -> i32 {
     let runtime = match build_runtime(spec.config.threads) {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -135,6 +149,17 @@ fn serve(spec: WorkerSpec, app: Arc<WsgiApp>) -> i32 {
             open: Arc::clone(&open),
             shutdown: stop_rx,
         };
+        let (Ok(mut terminate), Ok(mut interrupt), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            log::error(&format!("worker {id}: cannot install signal handlers"));
+            return EXIT_START_FAILED;
+        };
+        for handler in boot_handlers {
+            signal_hook::low_level::unregister(handler);
+        }
         let mut accept_loops = Vec::new();
         for (protocol, address, fd) in listeners {
             match adopt_listener(&address, fd) {
@@ -145,14 +170,6 @@ fn serve(spec: WorkerSpec, app: Arc<WsgiApp>) -> i32 {
                 }
             }
         }
-        let (Ok(mut terminate), Ok(mut interrupt), Ok(mut quit)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::quit()),
-        ) else {
-            log::error(&format!("worker {id}: cannot install signal handlers"));
-            return EXIT_START_FAILED;
-        };
         log::info(&format!("worker {id} (pid {}) ready", std::process::id()));
         tokio::select! {
             _ = terminate.recv() => {}
