@@ -189,6 +189,10 @@ where
                     b"HTTP/1.1",
                 )
                 .await;
+                // nginx sends the whole body before it reads the answer: closing
+                // with unread input resets the connection and turns our 413
+                // into its 502. Read the rest (bounded) first.
+                discard_input(&mut stream, shared.config.body_timeout).await;
             }
             let _ = stream.shutdown().await;
             return;
@@ -216,6 +220,25 @@ where
         return;
     }
     let _ = stream.shutdown().await;
+}
+
+/// Most a rejected request's body is read and thrown away before closing.
+const DISCARD_LIMIT: u64 = 1 << 30;
+/// Longest the discarding may take in all.
+const DISCARD_TIME: Duration = Duration::from_secs(30);
+
+async fn discard_input<S: AsyncRead + Unpin>(stream: &mut S, idle: Duration) {
+    let idle = if idle.is_zero() { DISCARD_TIME } else { idle };
+    let deadline = tokio::time::Instant::now() + DISCARD_TIME;
+    let mut sink = vec![0u8; 64 * 1024];
+    let mut total: u64 = 0;
+    while total < DISCARD_LIMIT {
+        let limit = idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        match tokio::time::timeout(limit, stream.read(&mut sink)).await {
+            Ok(Ok(read)) if read > 0 => total += read as u64,
+            _ => return,
+        }
+    }
 }
 
 fn status_allows_body(status: StatusCode) -> bool {

@@ -312,7 +312,7 @@ impl PeerStrings {
             Peer::Unix => (String::new(), String::new()),
         };
         let (local_addr, local_port) = request.local.map_or_else(
-            || ("localhost".to_owned(), "0".to_owned()),
+            || ("localhost".to_owned(), "80".to_owned()),
             |local| (local.ip().to_string(), local.port().to_string()),
         );
         Self {
