@@ -79,6 +79,10 @@ pub(crate) fn close_result(py: Python<'_>, result: &Bound<'_, PyAny>) {
 /// A Python iterator still producing the body.
 pub(crate) struct IterBody {
     pending: Option<Bytes>,
+    /// Set after each chunk: the next poll answers `Pending` once (waking at
+    /// once) so hyper flushes the chunk before the app is asked for another;
+    /// otherwise a slow generator's chunks would sit in hyper's buffer.
+    flush_first: bool,
     iterator: Option<Py<PyIterator>>,
     /// What the app returned: the object whose `close()` is owed.
     result: Option<Py<PyAny>>,
@@ -88,6 +92,7 @@ impl IterBody {
     pub(crate) fn new(first: Option<Bytes>, iterator: Py<PyIterator>, result: Py<PyAny>) -> Self {
         Self {
             pending: first,
+            flush_first: false,
             iterator: Some(iterator),
             result: Some(result),
         }
@@ -227,12 +232,21 @@ impl Body for ResponseBody {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let next = match self.get_mut() {
             Self::Empty => None,
             Self::Full(bytes) => bytes.take().map(Ok),
-            Self::Iter(body) => body.next_chunk(),
+            Self::Iter(body) => {
+                if body.flush_first {
+                    body.flush_first = false;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                let next = body.next_chunk();
+                body.flush_first = next.as_ref().is_some_and(Result::is_ok);
+                next
+            }
             Self::File(body) => body.next_chunk(),
         };
         Poll::Ready(next.map(|chunk| chunk.map(Frame::data)))
