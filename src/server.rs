@@ -2,10 +2,13 @@
 //! shutdown: stop accepting, let in-flight requests finish, close idle
 //! keep-alive connections.
 //!
-//! Backpressure needs no counter: the accept loops are ordinary tasks of the
-//! worker's runtime, whose threads are the Python threads. When every thread is
-//! inside the app, nothing accepts, and new connections wait in the kernel
-//! backlog (where another worker's socket may take them instead).
+//! Backpressure: a worker accepts only while one of its threads is outside the
+//! app, and after each accept it lets the new connection reach the app before
+//! accepting another, so a burst is not swallowed by one worker. Each TCP
+//! worker owns one `SO_REUSEPORT` socket (even spreading of keep-alive
+//! connections) and also watches its siblings' sockets: a connection still
+//! waiting there after `STEAL_DELAY` — its owner is busy or respawning — is
+//! taken by this worker if it has a free thread.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +17,7 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Notify};
@@ -75,6 +79,9 @@ pub(crate) enum Listener {
     Unix(UnixListener),
 }
 
+/// How long a connection may wait on a sibling's socket before this worker takes it.
+const STEAL_DELAY: Duration = Duration::from_millis(3);
+
 /// Resolve once shutdown has been signalled (or the signalling side is gone).
 pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
@@ -92,6 +99,11 @@ fn allowed(allow: &[Network], peer: SocketAddr) -> bool {
 pub(crate) async fn accept_loop(listener: Listener, protocol: ListenerProtocol, shared: Shared) {
     let mut shutdown = shared.shutdown.clone();
     loop {
+        tokio::select! {
+            biased;
+            () = stopped(&mut shutdown) => break,
+            () = shared.app.capacity.idle_thread() => {}
+        }
         let accepted = match &listener {
             Listener::Tcp(tcp) => tokio::select! {
                 biased;
@@ -115,10 +127,84 @@ pub(crate) async fn accept_loop(listener: Listener, protocol: ListenerProtocol, 
                 }),
             },
         };
-        if let Err(error) = accepted {
-            // EMFILE and friends: wait a little instead of spinning.
-            log::warning(&format!("accept failed: {error}"));
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        match accepted {
+            Ok(()) => let_connection_start(&shared).await,
+            Err(error) => {
+                // EMFILE and friends: wait a little instead of spinning.
+                log::warning(&format!("accept failed: {error}"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// With one thread, yield so the new connection's request reaches the app (and
+/// counts as busy) before another accept: otherwise a burst of connections is
+/// swallowed by whichever worker woke first. With more threads a yielded task
+/// would sit on this thread's deferred list while it runs the app, stalling
+/// accepts; idle sibling threads pick the new connection up at once instead.
+async fn let_connection_start(shared: &Shared) {
+    if shared.config.threads == 1 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Take connections left waiting on a sibling worker's socket (see the module doc).
+pub(crate) async fn steal_loop(
+    listener: std::net::TcpListener,
+    protocol: ListenerProtocol,
+    shared: Shared,
+) {
+    if let Err(error) = listener.set_nonblocking(true) {
+        log::warning(&format!("cannot watch a sibling socket: {error}"));
+        return;
+    }
+    // SAFETY: the AsyncFd owns the std listener, so its descriptor stays open
+    // and unchanged for the AsyncFd's whole life.
+    let registered =
+        unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) };
+    let listener = match registered {
+        Ok(listener) => listener,
+        Err(error) => {
+            log::warning(&format!("cannot watch a sibling socket: {error}"));
+            return;
+        }
+    };
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let mut ready = tokio::select! {
+            biased;
+            () = stopped(&mut shutdown) => break,
+            ready = listener.readable() => match ready {
+                Ok(ready) => ready,
+                Err(_) => break,
+            },
+        };
+        tokio::select! {
+            biased;
+            () = stopped(&mut shutdown) => break,
+            () = async {
+                tokio::time::sleep(STEAL_DELAY).await;
+                shared.app.capacity.idle_thread().await;
+            } => {}
+        }
+        match listener.get_ref().accept() {
+            Ok((stream, peer)) => {
+                let stream = stream
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpStream::from_std(stream));
+                if let Ok(stream) = stream {
+                    let _ = stream.set_nodelay(true);
+                    let local = stream.local_addr().ok();
+                    spawn_tcp(stream, peer, local, protocol, &shared);
+                    let_connection_start(&shared).await;
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => ready.clear_ready(),
+            Err(_) => {
+                ready.clear_ready();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
 }

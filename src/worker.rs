@@ -29,11 +29,21 @@ pub(crate) const EXIT_APP_LOAD: i32 = 4;
 /// Exit status of a worker that could not start its runtime or listeners.
 pub(crate) const EXIT_START_FAILED: i32 = 3;
 
+/// One listener as a worker holds it.
+pub(crate) struct WorkerListener {
+    pub protocol: ListenerProtocol,
+    pub address: Address,
+    /// This worker's own socket.
+    pub own: OwnedFd,
+    /// The other workers' `SO_REUSEPORT` sockets of the same address (TCP only).
+    pub siblings: Vec<OwnedFd>,
+}
+
 /// What the master hands to a freshly forked worker.
 pub(crate) struct WorkerSpec {
     pub id: usize,
     pub config: Config,
-    pub listeners: Vec<(ListenerProtocol, Address, OwnedFd)>,
+    pub listeners: Vec<WorkerListener>,
     pub app: Option<Py<PyAny>>,
     pub loader: Option<Py<PyAny>>,
 }
@@ -161,8 +171,12 @@ fn serve(spec: WorkerSpec, app: Arc<WsgiApp>, boot_handlers: Vec<signal_hook::Si
             signal_hook::low_level::unregister(handler);
         }
         let mut accept_loops = Vec::new();
-        for (protocol, address, fd) in listeners {
-            match adopt_listener(&address, fd) {
+        for WorkerListener { protocol, address, own, siblings } in listeners {
+            for sibling in siblings {
+                let sibling = std::net::TcpListener::from(sibling);
+                accept_loops.push(tokio::spawn(server::steal_loop(sibling, protocol, shared.clone())));
+            }
+            match adopt_listener(&address, own) {
                 Ok(listener) => accept_loops.push(tokio::spawn(server::accept_loop(listener, protocol, shared.clone()))),
                 Err(error) => {
                     log::error(&format!("worker {id}: cannot use the socket for {address}: {error}"));

@@ -45,6 +45,21 @@ def test_workers_share_the_load(start_server) -> None:
     assert all(report["max_concurrent"] == 1 for report in reports)
 
 
+def test_a_busy_workers_new_connections_go_to_an_idle_worker(start_server, tmp_path: Path) -> None:
+    # Each worker owns one SO_REUSEPORT socket; the kernel hashes new
+    # connections across them without knowing which worker is busy. The idle
+    # worker must take what waits on the busy one's socket.
+    server = start_server("apps.sleep:application", workers=2, threads=1)
+    with in_threads(1) as pool:
+        started = tmp_path / "started"
+        slow = pool.submit(server.get_json, f"/sleep?t=3&started={url_arg(started)}", timeout=20)
+        wait_until(started.exists, timeout=5)
+        durations = [timed_get(server, "/pid")[0] for _ in range(12)]
+        slow_report = slow.result()
+    assert max(durations) < 1.0, f"a new connection waited behind a busy worker: {durations}"
+    assert slow_report["pid"] in server.worker_pids.values()
+
+
 @pytest.mark.timeout(30)
 def test_long_request_does_not_stall_other_keep_alive_connections(
     start_server, tmp_path: Path

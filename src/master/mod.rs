@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM};
 
+use crate::config::Address;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log;
 use crate::net::{self, BoundAddress, UnixSocketFile};
-use crate::worker::{self, WorkerSpec, EXIT_APP_LOAD};
+use crate::worker::{self, WorkerListener, WorkerSpec, EXIT_APP_LOAD};
 use fork::Forked;
 use signals::SignalQueue;
 
@@ -346,8 +347,18 @@ impl Arbiter {
         signals.forget_in_child_or_master();
         let mut listeners = Vec::new();
         for mut bound in std::mem::take(&mut self.listeners) {
-            let fd = bound.per_slot.swap_remove(index);
-            listeners.push((bound.protocol, bound.address.clone(), fd));
+            let own = bound.per_slot.remove(index);
+            // A unix socket is one socket shared by all: the copies are not siblings.
+            let siblings = match bound.address {
+                Address::Tcp(_) => std::mem::take(&mut bound.per_slot),
+                Address::Unix(_) | Address::Abstract(_) => Vec::new(),
+            };
+            listeners.push(WorkerListener {
+                protocol: bound.protocol,
+                address: bound.address.clone(),
+                own,
+                siblings,
+            });
         }
         // The socket files belong to the master: a worker never removes them.
         self.unix_files.clear();

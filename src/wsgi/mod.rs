@@ -20,6 +20,7 @@ use http::{HeaderValue, Response, StatusCode};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
+use crate::capacity::Capacity;
 use crate::config::Config;
 use crate::log;
 use crate::request::Request;
@@ -32,6 +33,8 @@ use start_response::StartResponse;
 pub(crate) struct WsgiApp {
     app: Py<PyAny>,
     environ: EnvironTemplate,
+    /// Threads inside the app; the accept loops read it for backpressure.
+    pub(crate) capacity: Capacity,
 }
 
 /// A plain-text response the server makes itself (errors).
@@ -55,6 +58,7 @@ impl WsgiApp {
         Ok(Self {
             app,
             environ: EnvironTemplate::new(py, config)?,
+            capacity: Capacity::new(config.threads),
         })
     }
 
@@ -69,6 +73,7 @@ impl WsgiApp {
         request: &Request,
         peer: Option<&PeerStrings>,
     ) -> Response<ResponseBody> {
+        let _busy = self.capacity.enter();
         Python::attach(|py| match self.call_app(py, request, peer) {
             Ok(response) => response,
             Err(error) => {
