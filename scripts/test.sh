@@ -26,8 +26,8 @@ fi
 echo "== format and lint"
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
-.venv/bin/ruff format --check python tests benches examples
-.venv/bin/ruff check python tests benches examples
+.venv/bin/ruff format --check .
+.venv/bin/ruff check .
 
 echo "== Rust unit tests"
 cargo test --quiet
