@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Write the seed corpus: uwsgi packets shaped like what nginx's uwsgi_pass sends.
+
+Run from anywhere: python3 fuzz/scripts/make_seeds.py
+Writes corpus/uwsgi_packet/seed-* (whole packets) and corpus/uwsgi_vars/seed-*
+(the same vars blocks without the header).
+"""
+
+import pathlib
+import struct
+
+FUZZ = pathlib.Path(__file__).resolve().parent.parent
+
+
+def block(pairs):
+    out = bytearray()
+    for key, value in pairs:
+        out += struct.pack("<H", len(key)) + key
+        out += struct.pack("<H", len(value)) + value
+    return bytes(out)
+
+
+def packet(modifier1, vars_block, body=b""):
+    return struct.pack("<BHB", modifier1, len(vars_block), 0) + vars_block + body
+
+
+def nginx_params(method, uri, query=b"", content_type=b"", content_length=b"", extra=()):
+    """The pairs of nginx's stock uwsgi_params, in its order, then HTTP_* headers."""
+    path = uri.split(b"?", 1)[0]
+    return [
+        (b"QUERY_STRING", query),
+        (b"REQUEST_METHOD", method),
+        (b"CONTENT_TYPE", content_type),
+        (b"CONTENT_LENGTH", content_length),
+        (b"REQUEST_URI", uri),
+        (b"PATH_INFO", path),
+        (b"DOCUMENT_ROOT", b"/usr/share/nginx/html"),
+        (b"SERVER_PROTOCOL", b"HTTP/1.1"),
+        (b"REQUEST_SCHEME", b"http"),
+        (b"REMOTE_ADDR", b"127.0.0.1"),
+        (b"REMOTE_PORT", b"53412"),
+        (b"SERVER_PORT", b"8080"),
+        (b"SERVER_NAME", b"localhost"),
+        (b"HTTP_HOST", b"localhost:8080"),
+        (b"HTTP_USER_AGENT", b"curl/8.5.0"),
+        (b"HTTP_ACCEPT", b"*/*"),
+        *extra,
+    ]
+
+
+seeds = {}
+
+get = block(nginx_params(b"GET", b"/hello?name=world&x=%20y", query=b"name=world&x=%20y"))
+seeds["get"] = (packet(0, get), get)
+
+body = b'{"answer": 42}'
+post = block(
+    nginx_params(
+        b"POST",
+        b"/api/items",
+        content_type=b"application/json",
+        content_length=str(len(body)).encode(),
+        extra=[
+            (b"HTTP_CONTENT_TYPE", b"application/json"),
+            (b"HTTP_X_FORWARDED_FOR", b"10.0.0.1, 10.0.0.2"),
+        ],
+    )
+)
+seeds["post-with-body"] = (packet(0, post, body), post)
+
+# uwsgi_modifier1 30 with SCRIPT_NAME set by `uwsgi_param SCRIPT_NAME /app;`.
+mounted = block(
+    nginx_params(b"GET", b"/app/static/a%20b.css")
+    + [(b"SCRIPT_NAME", b""), (b"SCRIPT_NAME", b"/app")]
+)
+seeds["modifier30-script-name"] = (packet(30, mounted), mounted)
+
+# HTTPS request with a long cookie and non-ASCII path bytes.
+https = block(
+    nginx_params(
+        b"GET",
+        b"/caf\xc3\xa9",
+        extra=[(b"HTTPS", b"on"), (b"HTTP_COOKIE", b"session=" + b"a" * 600)],
+    )
+)
+seeds["https-cookie"] = (packet(0, https), https)
+
+seeds["empty-vars"] = (packet(0, b""), b"")
+
+# Malformed: datasize larger than what arrived, a cut length field, an empty key.
+seeds["truncated"] = (packet(0, get)[: 4 + 50], get[:50])
+seeds["empty-key"] = (packet(0, b"\x00\x00\x00\x00"), b"\x00\x00\x00\x00")
+seeds["unsupported-modifier"] = (packet(5, block([(b"K", b"v")])), block([(b"K", b"v")]))
+
+for name, (whole, vars_only) in seeds.items():
+    (FUZZ / "corpus" / "uwsgi_packet" / f"seed-{name}").write_bytes(whole)
+    (FUZZ / "corpus" / "uwsgi_vars" / f"seed-{name}").write_bytes(vars_only)
+print(f"wrote {len(seeds)} seeds per target")
