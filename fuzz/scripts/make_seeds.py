@@ -70,8 +70,11 @@ seeds["post-with-body"] = (packet(0, post, body), post)
 
 # uwsgi_modifier1 30 with SCRIPT_NAME set by `uwsgi_param SCRIPT_NAME /app;`.
 mounted = block(
-    nginx_params(b"GET", b"/app/static/a%20b.css")
-    + [(b"SCRIPT_NAME", b""), (b"SCRIPT_NAME", b"/app")]
+    [
+        *nginx_params(b"GET", b"/app/static/a%20b.css"),
+        (b"SCRIPT_NAME", b""),
+        (b"SCRIPT_NAME", b"/app"),
+    ]
 )
 seeds["modifier30-script-name"] = (packet(30, mounted), mounted)
 
