@@ -22,8 +22,14 @@ const SOFTWARE: &str = concat!("rwsgi/", env!("CARGO_PKG_VERSION"));
 /// How many distinct header names get a cached `HTTP_*` key per thread.
 const HEADER_KEY_CACHE: usize = 256;
 
+/// A Host header's text with the SERVER_NAME and SERVER_PORT strings made from it.
+type HostStrings = (String, Py<PyString>, Py<PyString>);
+
 thread_local! {
     static HEADER_KEYS: RefCell<HashMap<HeaderName, Py<PyString>>> = RefCell::new(HashMap::new());
+    /// The last Host header seen on this thread and the strings made from it:
+    /// nearly every request repeats its connection's (or its site's) Host.
+    static LAST_HOST: RefCell<Option<HostStrings>> = const { RefCell::new(None) };
     static VAR_KEYS: RefCell<HashMap<Vec<u8>, Py<PyString>>> = RefCell::new(HashMap::new());
 }
 
@@ -114,6 +120,28 @@ fn set_headers(py: Python<'_>, environ: &Bound<'_, PyDict>, headers: &HeaderMap)
         }
     }
     Ok(())
+}
+
+fn server_name_and_port<'py>(
+    py: Python<'py>,
+    host: &str,
+) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
+    LAST_HOST.with(|last| {
+        if let Some((text, name, port)) = last.borrow().as_ref() {
+            if text == host {
+                return (name.bind(py).clone(), port.bind(py).clone());
+            }
+        }
+        let (name, port) = split_host(host);
+        let name = PyString::new(py, name);
+        let port = port.map_or_else(|| intern!(py, "80").clone(), |port| PyString::new(py, port));
+        *last.borrow_mut() = Some((
+            host.to_owned(),
+            name.clone().unbind(),
+            port.clone().unbind(),
+        ));
+        (name, port)
+    })
 }
 
 /// Split a Host header into name and port; the port defaults to the scheme's.
@@ -276,9 +304,8 @@ fn fill_http(
     environ.set_item(intern!(py, "REMOTE_ADDR"), peer.remote_addr.bind(py))?;
     environ.set_item(intern!(py, "REMOTE_PORT"), peer.remote_port.bind(py))?;
     if let Some(host) = head.headers.get(HOST).and_then(|host| host.to_str().ok()) {
-        let (name, port) = split_host(host);
-        environ.set_item(intern!(py, "SERVER_NAME"), PyString::new(py, name))?;
-        let port = port.map_or_else(|| intern!(py, "80").clone(), |port| PyString::new(py, port));
+        let (name, port) = server_name_and_port(py, host);
+        environ.set_item(intern!(py, "SERVER_NAME"), name)?;
         environ.set_item(intern!(py, "SERVER_PORT"), port)?;
     } else {
         environ.set_item(intern!(py, "SERVER_NAME"), peer.local_addr.bind(py))?;

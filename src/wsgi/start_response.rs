@@ -133,13 +133,25 @@ fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(HeaderName, Header
 
 #[pymethods]
 impl StartResponse {
-    #[pyo3(signature = (status, headers, exc_info = None))]
+    /// `start_response(status, headers, exc_info=None)`. It returns itself as
+    /// the `write()` callable: called with one bytes argument it writes. That
+    /// spares a bound-method object per request.
+    #[pyo3(signature = (status, headers = None, exc_info = None))]
     fn __call__(
         slf: Bound<'_, Self>,
         status: &Bound<'_, PyAny>,
-        headers: &Bound<'_, PyAny>,
+        headers: Option<&Bound<'_, PyAny>>,
         exc_info: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
+        let Some(headers) = headers else {
+            if status.is_instance_of::<PyBytes>() {
+                slf.borrow_mut().write(status)?;
+                return Ok(slf.py().None());
+            }
+            return Err(PyTypeError::new_err(
+                "start_response() takes (status, headers[, exc_info]); write() takes bytes",
+            ));
+        };
         let exc_info = exc_info.filter(|info| !info.is_none());
         {
             let this = slf.borrow();
@@ -165,7 +177,7 @@ impl StartResponse {
             reason,
             headers,
         });
-        Ok(slf.getattr("write")?.unbind())
+        Ok(slf.into_any().unbind())
     }
 
     /// The legacy `write()` callable: its bytes precede those of the returned iterable.
