@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs everything benches/compare.py runs: wrk and libev (Debian), the peer
+# servers and rwsgi (from this checkout) in benches/.venv, and the bare hyper
+# server (benches/hyper_bare, release build).
+#
+#   bash benches/setup.sh             # everything
+#   bash benches/setup.sh --no-rwsgi  # peers only (rwsgi's build is skipped)
+#   bash benches/setup.sh --rwsgi     # only (re)install rwsgi into the venv
+#
+# PYTHON picks the interpreter the venv is made from (default: python3).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+venv="$here/.venv"
+python="${PYTHON:-python3}"
+
+peers=true
+rwsgi=true
+case "${1:-}" in
+    "") ;;
+    --no-rwsgi) rwsgi=false ;;
+    --rwsgi) peers=false ;;
+    *) echo "usage: $0 [--no-rwsgi | --rwsgi]" >&2; exit 2 ;;
+esac
+
+if [ ! -x "$venv/bin/python" ]; then
+    "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+fi
+
+if $peers; then
+    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+    $sudo apt-get update
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y wrk libev-dev build-essential
+    # bjoern and uWSGI compile C against libev / the interpreter's headers.
+    "$venv/bin/python" -m pip install bjoern granian gunicorn uwsgi waitress
+    cargo build --release --manifest-path "$here/hyper_bare/Cargo.toml"
+fi
+
+if $rwsgi; then
+    # A maturin build of the checkout (a few minutes: release profile, fat LTO).
+    (cd "$root" && "$venv/bin/python" -m pip install --force-reinstall --no-deps .)
+fi
+
+echo "setup done: $venv"
