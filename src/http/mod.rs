@@ -95,6 +95,10 @@ async fn read_body(body: Incoming, limit: u64, idle: Duration) -> Result<Bytes, 
         return Err(BodyReadError::TooLarge);
     }
     let mut body = body;
+    // With a Content-Length the buffer is sized once: growing it frame by
+    // frame copied a 1 MiB body several times (perf: a third of a POST
+    // worker's time in memmove and page faults).
+    let declared = usize::try_from(body.size_hint().exact().unwrap_or(0)).unwrap_or(0);
     let mut first: Option<Bytes> = None;
     let mut joined: Option<BytesMut> = None;
     let mut total: u64 = 0;
@@ -119,7 +123,7 @@ async fn read_body(body: Incoming, limit: u64, idle: Duration) -> Result<Bytes, 
             (Some(buffer), _) => buffer.extend_from_slice(&data),
             (None, None) => first = Some(data),
             (None, Some(previous)) => {
-                let mut buffer = BytesMut::with_capacity(previous.len() + data.len());
+                let mut buffer = BytesMut::with_capacity(declared.max(previous.len() + data.len()));
                 buffer.extend_from_slice(&previous);
                 buffer.extend_from_slice(&data);
                 joined = Some(buffer);
