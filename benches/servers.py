@@ -1,0 +1,227 @@
+"""What compare.py runs: the scenarios, and how each server is started for one.
+
+Every server gets the same app from ``apps.py`` with the same workers and
+threads; ``Server.command`` is the whole difference between them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import apps
+
+BENCHES = Path(__file__).resolve().parent
+HOST = "127.0.0.1"
+POST_BODY = b"x" * apps.ONE_MIB  # what wrk.lua sends: string.rep("x", n)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    app: str
+    workers: int
+    threads: int
+    connections: int
+    post_bytes: int = 0
+
+    def expected(self) -> bytes:
+        return {"get1m": apps.BIG, "post1m": POST_BODY}.get(self.name, apps.HELLO)
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("hello", "hello world", "hello", workers=2, threads=1, connections=100),
+        Scenario("sleep", "time.sleep(0.01) app", "sleep", workers=2, threads=8, connections=200),
+        Scenario("get1m", "GET, 1 MiB response", "get1m", workers=2, threads=1, connections=100),
+        Scenario(
+            "post1m",
+            "POST 1 MiB, app reads all of wsgi.input and echoes it",
+            "post1m",
+            workers=2,
+            threads=1,
+            connections=100,
+            post_bytes=apps.ONE_MIB,
+        ),
+    )
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    """How to start one server for a scenario, and how it says it is ready.
+
+    ``ready`` is a regex matched against the server's log; the run starts once
+    it has matched ``workers`` times (or once, when ``ready_once``) and a probe
+    request got the right answer.
+    """
+
+    name: str
+    command: Callable[[Path, Scenario, int], list[str]]
+    installed: Callable[[Path], str | None]
+    ready: str | None = None
+    ready_once: bool = False
+    only: tuple[str, ...] = ()  # scenarios it can run; empty means all
+    note: Callable[[Scenario], str] = lambda s: ""
+
+
+def venv_bin(venv: Path, name: str) -> Path:
+    return venv / "bin" / name
+
+
+def venv_python(venv: Path) -> str:
+    return str(venv_bin(venv, "python"))
+
+
+def _needs_import(module: str) -> Callable[[Path], str | None]:
+    def check(venv: Path) -> str | None:
+        if not venv_bin(venv, "python").exists():
+            return f"not installed (no venv at {venv}; run benches/setup.sh)"
+        probe = subprocess.run(
+            [venv_python(venv), "-c", f"import {module}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if probe.returncode != 0:
+            return "not installed"
+        return None
+
+    return check
+
+
+def _needs_file(path: Callable[[Path], Path]) -> Callable[[Path], str | None]:
+    def check(venv: Path) -> str | None:
+        return None if path(venv).exists() else "not installed"
+
+    return check
+
+
+HYPER_BIN = BENCHES / "hyper_bare" / "target" / "release" / "hyper_bare"
+
+
+def _rwsgi(venv: Path, s: Scenario, port: int) -> list[str]:
+    return [
+        venv_python(venv), "-m", "rwsgi", f"apps:{s.app}", "--http", f"{HOST}:{port}",
+        "--workers", str(s.workers), "--threads", str(s.threads),
+    ]  # fmt: skip
+
+
+def _bjoern(venv: Path, s: Scenario, port: int) -> list[str]:
+    return [
+        venv_python(venv),
+        "prefork.py",
+        "bjoern",
+        f"apps:{s.app}",
+        HOST,
+        str(port),
+        str(s.workers),
+    ]
+
+
+def _granian(venv: Path, s: Scenario, port: int) -> list[str]:
+    return [
+        str(venv_bin(venv, "granian")), "--interface", "wsgi", "--host", HOST, "--port", str(port),
+        "--workers", str(s.workers), "--blocking-threads", str(s.threads),
+        "--http", "1", "--no-ws", f"apps:{s.app}",
+    ]  # fmt: skip
+
+
+def _gunicorn(venv: Path, s: Scenario, port: int) -> list[str]:
+    worker = ["--worker-class", "gthread", "--threads", str(s.threads)] if s.threads > 1 else []
+    return [
+        str(venv_bin(venv, "gunicorn")), "--bind", f"{HOST}:{port}", "--workers", str(s.workers),
+        *worker, "--backlog", "1024", f"apps:{s.app}",
+    ]  # fmt: skip
+
+
+def _uwsgi(venv: Path, s: Scenario, port: int) -> list[str]:
+    threads = ["--threads", str(s.threads)] if s.threads > 1 else []
+    return [
+        str(venv_bin(venv, "uwsgi")), "--http-socket", f"{HOST}:{port}", "--master",
+        "--processes", str(s.workers), *threads, "--module", f"apps:{s.app}",
+        "--listen", "1024", "--disable-logging", "--die-on-term", "--need-app", "--strict",
+    ]  # fmt: skip
+
+
+def _waitress(venv: Path, s: Scenario, port: int) -> list[str]:
+    return [
+        venv_python(venv), "prefork.py", "waitress", f"apps:{s.app}", HOST, str(port),
+        str(s.workers), str(s.threads),
+    ]  # fmt: skip
+
+
+def _hyper(venv: Path, s: Scenario, port: int) -> list[str]:
+    return [str(HYPER_BIN), f"{HOST}:{port}", str(s.workers)]
+
+
+SERVERS = {
+    s.name: s
+    for s in (
+        Server(
+            "rwsgi", _rwsgi, _needs_import("rwsgi._rwsgi"), ready=r"worker \d+ \(pid \d+\) ready"
+        ),
+        Server(
+            "hyper",
+            _hyper,
+            _needs_file(lambda venv: HYPER_BIN),
+            ready=r"hyper_bare listening",
+            ready_once=True,
+            only=("hello",),
+            note=lambda s: f"bare hyper, no Python: 1 process, {s.workers} tokio threads",
+        ),
+        Server(
+            "bjoern",
+            _bjoern,
+            _needs_import("bjoern"),
+            ready=r"bjoern worker \(pid \d+\) ready",
+            note=lambda s: (
+                "prefork.py: SO_REUSEPORT listener per process"
+                + ("; bjoern has no threads, so 1 per process" if s.threads > 1 else "")
+            ),
+        ),
+        Server(
+            "granian",
+            _granian,
+            _needs_file(lambda v: venv_bin(v, "granian")),
+            ready=r"Started worker-\d+",
+        ),
+        Server(
+            "gunicorn",
+            _gunicorn,
+            _needs_file(lambda v: venv_bin(v, "gunicorn")),
+            ready=r"Booting worker with pid",
+            note=lambda s: "gthread" if s.threads > 1 else "sync",
+        ),
+        Server(
+            "uwsgi",
+            _uwsgi,
+            _needs_file(lambda v: venv_bin(v, "uwsgi")),
+            ready=r"spawned uWSGI worker \d+",
+            note=lambda s: "listen raised from 100 to 1024 to match the others",
+        ),
+        Server(
+            "waitress",
+            _waitress,
+            _needs_import("waitress"),
+            ready=r"waitress worker \(pid \d+\) ready",
+            note=lambda s: "prefork.py: one listener bound before fork, shared",
+        ),
+    )
+}
+
+
+def display_command(command: list[str]) -> list[str]:
+    """The command with the venv and checkout paths cut, for the report."""
+    out = []
+    for part in command:
+        part = part.replace(str(BENCHES) + "/", "benches/")
+        part = re.sub(r".*/\.venv[^/]*/bin/", "", part)
+        out.append(part[:-2] + ":PORT" if part.endswith(":0") else part)
+    return ["PORT" if p == "0" else p for p in out]
