@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName, Method, Version};
@@ -22,20 +23,86 @@ const SOFTWARE: &str = concat!("rwsgi/", env!("CARGO_PKG_VERSION"));
 /// How many distinct header names get a cached `HTTP_*` key per thread.
 const HEADER_KEY_CACHE: usize = 256;
 
+/// The Fx hash (as in rustc): a few instructions per word. The cache keys are
+/// header names, so SipHash's flood resistance buys nothing here (the cache is
+/// bounded) and cost a visible share of environ building.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, word: usize) {
+        self.write_u64(word as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
 /// A Host header's text with the SERVER_NAME and SERVER_PORT strings made from it.
 type HostStrings = (String, Py<PyString>, Py<PyString>);
 
 thread_local! {
-    static HEADER_KEYS: RefCell<HashMap<HeaderName, Py<PyString>>> = RefCell::new(HashMap::new());
+    static HEADER_KEYS: RefCell<FxMap<HeaderName, Py<PyString>>> = RefCell::new(FxMap::default());
     /// The last Host header seen on this thread and the strings made from it:
     /// nearly every request repeats its connection's (or its site's) Host.
     static LAST_HOST: RefCell<Option<HostStrings>> = const { RefCell::new(None) };
-    static VAR_KEYS: RefCell<HashMap<Vec<u8>, Py<PyString>>> = RefCell::new(HashMap::new());
+    static VAR_KEYS: RefCell<FxMap<Vec<u8>, Py<PyString>>> = RefCell::new(FxMap::default());
 }
 
 /// The part of every environ that is the same for all requests of a worker.
 pub(crate) struct EnvironTemplate {
-    base: Py<PyDict>,
+    /// For HTTP: also holds (with placeholder values) every key each request
+    /// sets, and room for a dozen headers, so filling a copy never grows it.
+    http: Py<PyDict>,
+    /// For uwsgi, whose keys come from the proxy.
+    uwsgi: Py<PyDict>,
+}
+
+/// Keys every HTTP request sets.
+const HTTP_REQUEST_KEYS: [&str; 11] = [
+    "REQUEST_METHOD",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "RAW_URI",
+    "REQUEST_URI",
+    "SERVER_PROTOCOL",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "wsgi.input",
+];
+/// Keys added then removed so a copy of the template has free slots for headers.
+const SPARE_SLOTS: usize = 10;
+
+fn constant_keys<'py>(py: Python<'py>, config: &Config) -> PyResult<Bound<'py, PyDict>> {
+    let base = PyDict::new(py);
+    base.set_item("SCRIPT_NAME", "")?;
+    base.set_item("SERVER_SOFTWARE", SOFTWARE)?;
+    base.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
+    base.set_item("wsgi.url_scheme", "http")?;
+    base.set_item("wsgi.errors", py.import("sys")?.getattr("stderr")?)?;
+    base.set_item("wsgi.multithread", config.threads > 1)?;
+    base.set_item("wsgi.multiprocess", config.workers > 1)?;
+    base.set_item("wsgi.run_once", false)?;
+    base.set_item("wsgi.input_terminated", true)?;
+    base.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+    Ok(base)
 }
 
 /// Make a `str` from bytes the way PEP 3333 asks: each byte one latin-1 character.
@@ -92,25 +159,24 @@ fn header_key<'py>(py: Python<'py>, name: &HeaderName) -> Bound<'py, PyString> {
 }
 
 fn set_headers(py: Python<'_>, environ: &Bound<'_, PyDict>, headers: &HeaderMap) -> PyResult<()> {
-    for name in headers.keys() {
+    // `iter` yields every value of a name one after another: one pass, no lookups.
+    let mut fields = headers.iter().peekable();
+    while let Some((name, first)) = fields.next() {
+        let repeated = fields.peek().is_some_and(|(next, _)| *next == name);
+        let mut joined = Vec::new();
+        if repeated {
+            joined.extend_from_slice(first.as_bytes());
+            while let Some((_, more)) = fields.next_if(|(next, _)| *next == name) {
+                joined.extend_from_slice(b", ");
+                joined.extend_from_slice(more.as_bytes());
+            }
+        }
         // A header spelled with "_" would collide with its "-" twin in HTTP_*;
         // dropping it keeps a client from spoofing a header a proxy set.
         if name.as_str().contains('_') {
             continue;
         }
-        let mut values = headers.get_all(name).iter();
-        let Some(first) = values.next() else { continue };
-        let value = match values.next() {
-            None => latin1_str(py, first.as_bytes())?,
-            Some(second) => {
-                let mut joined = first.as_bytes().to_vec();
-                for more in std::iter::once(second).chain(values) {
-                    joined.extend_from_slice(b", ");
-                    joined.extend_from_slice(more.as_bytes());
-                }
-                latin1_str(py, &joined)?
-            }
-        };
+        let value = latin1_str(py, if repeated { &joined } else { first.as_bytes() })?;
         if name == CONTENT_TYPE {
             environ.set_item(intern!(py, "CONTENT_TYPE"), value)?;
         } else if name == CONTENT_LENGTH {
@@ -163,19 +229,22 @@ fn split_host(host: &str) -> (&str, Option<&str>) {
 impl EnvironTemplate {
     /// Build the constant keys once per worker.
     pub(crate) fn new(py: Python<'_>, config: &Config) -> PyResult<Self> {
-        let base = PyDict::new(py);
-        base.set_item("SCRIPT_NAME", "")?;
-        base.set_item("SERVER_SOFTWARE", SOFTWARE)?;
-        base.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
-        base.set_item("wsgi.url_scheme", "http")?;
-        base.set_item("wsgi.errors", py.import("sys")?.getattr("stderr")?)?;
-        base.set_item("wsgi.multithread", config.threads > 1)?;
-        base.set_item("wsgi.multiprocess", config.workers > 1)?;
-        base.set_item("wsgi.run_once", false)?;
-        base.set_item("wsgi.input_terminated", true)?;
-        base.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+        let http = constant_keys(py, config)?;
+        for key in HTTP_REQUEST_KEYS {
+            http.set_item(key, "")?;
+        }
+        // A dict copy keeps its source's table size when few of its entries
+        // are deleted ones (CPython's PyDict_Copy fast path): growing the
+        // template and deleting the extra keys leaves spare room in every copy.
+        for spare in 0..SPARE_SLOTS {
+            http.set_item(format!("rwsgi.spare{spare}"), "")?;
+        }
+        for spare in 0..SPARE_SLOTS {
+            http.del_item(format!("rwsgi.spare{spare}"))?;
+        }
         Ok(Self {
-            base: base.unbind(),
+            http: http.unbind(),
+            uwsgi: constant_keys(py, config)?.unbind(),
         })
     }
 
@@ -186,7 +255,11 @@ impl EnvironTemplate {
         request: &Request,
         peer: Option<&PeerStrings>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let environ = self.base.bind(py).copy()?;
+        let base = match request.head {
+            Head::Http(_) => &self.http,
+            Head::Uwsgi { .. } => &self.uwsgi,
+        };
+        let environ = base.bind(py).copy()?;
         match (&request.head, peer) {
             (Head::Http(head), Some(peer)) => fill_http(py, &environ, head, request, peer)?,
             (Head::Http(head), None) => {

@@ -2,6 +2,9 @@
 //! gives (status line, header names and values) and keep it, in Rust types,
 //! until the first body bytes commit the response head.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
+
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, StatusCode};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -37,10 +40,13 @@ impl StartResponse {
 }
 
 /// Encode a native string as latin-1 bytes, as PEP 3333 requires of header text.
-pub(crate) fn latin1_bytes(text: &Bound<'_, PyString>, what: &str) -> PyResult<Vec<u8>> {
+pub(crate) fn latin1_bytes<'a>(
+    text: &'a Bound<'_, PyString>,
+    what: &str,
+) -> PyResult<Cow<'a, [u8]>> {
     let utf8 = text.to_str()?;
     if utf8.is_ascii() {
-        return Ok(utf8.as_bytes().to_vec());
+        return Ok(Cow::Borrowed(utf8.as_bytes()));
     }
     utf8.chars()
         .map(|ch| {
@@ -48,7 +54,8 @@ pub(crate) fn latin1_bytes(text: &Bound<'_, PyString>, what: &str) -> PyResult<V
                 PyValueError::new_err(format!("{what} {utf8:?} has a character outside latin-1"))
             })
         })
-        .collect()
+        .collect::<PyResult<Vec<u8>>>()
+        .map(Cow::Owned)
 }
 
 /// Parse `"200 OK"`: three digits, then a space and a reason phrase (which may be empty).
@@ -89,6 +96,84 @@ pub(crate) fn parse_status(status: &[u8]) -> Result<(StatusCode, Option<Bytes>),
     Ok((code, reason))
 }
 
+/// Most apps pass the same `str` objects (literals) as header names and many
+/// values on every request: remembering what each object parsed to skips
+/// validating and copying it again. Entries are keyed by object identity and
+/// hold a reference, so an address cannot be reused by another string while
+/// it is remembered. An object is remembered once it has been seen twice, so
+/// strings built per request (a Content-Length) do not fill the cache.
+struct ParsedStrings<T> {
+    entries: Vec<(Py<PyString>, T)>,
+    /// The last strings seen once, most recent last.
+    seen_once: Vec<Py<PyString>>,
+}
+
+/// How many distinct name and value objects each thread remembers.
+const PARSED_CACHE: usize = 64;
+/// How many strings seen once are kept as candidates.
+const CANDIDATES: usize = 8;
+
+impl<T: Clone> ParsedStrings<T> {
+    const fn new() -> Self {
+        Self {
+            entries: Vec::new(),
+            seen_once: Vec::new(),
+        }
+    }
+
+    fn get_or_parse(
+        &mut self,
+        text: &Bound<'_, PyString>,
+        parse: impl FnOnce(&Bound<'_, PyString>) -> PyResult<T>,
+    ) -> PyResult<T> {
+        let pointer = text.as_ptr();
+        if let Some((_, parsed)) = self
+            .entries
+            .iter()
+            .find(|(known, _)| known.as_ptr() == pointer)
+        {
+            return Ok(parsed.clone());
+        }
+        let parsed = parse(text)?;
+        if self.entries.len() < PARSED_CACHE {
+            if let Some(index) = self
+                .seen_once
+                .iter()
+                .position(|seen| seen.as_ptr() == pointer)
+            {
+                let known = self.seen_once.remove(index);
+                self.entries.push((known, parsed.clone()));
+            } else {
+                if self.seen_once.len() == CANDIDATES {
+                    self.seen_once.remove(0);
+                }
+                self.seen_once.push(text.clone().unbind());
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+thread_local! {
+    static HEADER_NAMES: RefCell<ParsedStrings<HeaderName>> = const { RefCell::new(ParsedStrings::new()) };
+    static HEADER_VALUES: RefCell<ParsedStrings<HeaderValue>> = const { RefCell::new(ParsedStrings::new()) };
+}
+
+fn parse_name(name: &Bound<'_, PyString>) -> PyResult<HeaderName> {
+    let bytes = latin1_bytes(name, "response header name")?;
+    HeaderName::from_bytes(&bytes)
+        .map_err(|_| PyValueError::new_err(format!("invalid response header name {name:?}")))
+}
+
+fn parse_value(value: &Bound<'_, PyString>) -> PyResult<HeaderValue> {
+    let bytes = latin1_bytes(value, "response header value")?;
+    HeaderValue::from_bytes(&bytes).map_err(|_| {
+        PyValueError::new_err(format!(
+            "invalid response header value {value:?}: control characters (CR, LF...) are not allowed"
+        ))
+    })
+}
+
 fn parse_header(item: &Bound<'_, PyAny>) -> PyResult<(HeaderName, HeaderValue)> {
     let pair = item
         .cast::<PyTuple>()
@@ -106,15 +191,10 @@ fn parse_header(item: &Bound<'_, PyAny>) -> PyResult<(HeaderName, HeaderValue)> 
     let value = value.cast::<PyString>().map_err(|_| {
         PyTypeError::new_err(format!("response header {name} must have a str value"))
     })?;
-    let name_bytes = latin1_bytes(name, "response header name")?;
-    let header_name = HeaderName::from_bytes(&name_bytes)
-        .map_err(|_| PyValueError::new_err(format!("invalid response header name {name:?}")))?;
-    let value_bytes = latin1_bytes(value, "response header value")?;
-    let header_value = HeaderValue::from_bytes(&value_bytes).map_err(|_| {
-        PyValueError::new_err(format!(
-            "invalid value for response header {name}: control characters (CR, LF...) are not allowed"
-        ))
-    })?;
+    let header_name =
+        HEADER_NAMES.with(|cache| cache.borrow_mut().get_or_parse(name, parse_name))?;
+    let header_value =
+        HEADER_VALUES.with(|cache| cache.borrow_mut().get_or_parse(value, parse_value))?;
     Ok((header_name, header_value))
 }
 
