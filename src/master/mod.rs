@@ -78,9 +78,15 @@ fn describe_status(status: i32) -> String {
 }
 
 fn python_version(py: Python<'_>) -> String {
-    py.import("platform")
-        .and_then(|platform| platform.getattr("python_version")?.call0()?.extract())
-        .unwrap_or_else(|_| "?".into())
+    let version = py.version_info();
+    format!("{}.{}.{}", version.major, version.minor, version.patch)
+}
+
+/// Move every object the master has made (the preloaded app included) out of
+/// the collector's reach, so collections in a worker do not touch, and so
+/// copy, the pages it shares with the master.
+fn freeze_for_fork(py: Python<'_>) {
+    let _ = py.import("gc").and_then(|gc| gc.call_method0("freeze"));
 }
 
 impl Arbiter {
@@ -153,6 +159,7 @@ impl Arbiter {
     /// Supervise until stopped; the error, if any, says why the master gave up.
     pub(crate) fn run(mut self, py: Python<'_>) -> Result<()> {
         self.banner(py);
+        freeze_for_fork(py);
         let previous = python_handlers(py).map_err(|e| {
             Error::system(
                 "resetting Python's signal handlers",
