@@ -215,6 +215,21 @@ def test_body_over_max_body_size_is_413_through_nginx(stack: Stack) -> None:
     assert after == before, "a body over --max-body-size reached the app"
 
 
+def test_body_over_max_body_size_is_413_through_proxy_pass(stack: Stack) -> None:
+    """The same through proxy_pass to --http: hyper would close with the body unread."""
+    before = len(stack.record.read_text().splitlines()) if stack.record.exists() else 0
+    body = b"z" * (MAX_BODY + 2 * 1024 * 1024)
+    statuses = []
+    for _ in range(6):
+        response, _, _ = stack.request("POST", "/proxy/hash", body=body)
+        statuses.append(response.status)
+    errors = "\n".join(nginx_errors(stack))
+    assert statuses == [413] * 6, f"statuses {statuses}; nginx errors:\n{errors}"
+    assert not errors
+    after = len(stack.record.read_text().splitlines()) if stack.record.exists() else 0
+    assert after == before, "a body over --max-body-size reached the app"
+
+
 def test_post_body_reaches_wsgi_input(stack: Stack) -> None:
     body = b"a=1&b=2" * 1000
     response, data, _ = stack.request(

@@ -86,7 +86,11 @@ impl BodyReadError {
     }
 }
 
-async fn read_body(body: Incoming, limit: u64, idle: Duration) -> Result<Bytes, BodyReadError> {
+async fn read_body(
+    body: &mut Incoming,
+    limit: u64,
+    idle: Duration,
+) -> Result<Bytes, BodyReadError> {
     use http_body::Body as _;
     if body.is_end_stream() {
         return Ok(Bytes::new());
@@ -94,7 +98,6 @@ async fn read_body(body: Incoming, limit: u64, idle: Duration) -> Result<Bytes, 
     if body.size_hint().lower() > limit {
         return Err(BodyReadError::TooLarge);
     }
-    let mut body = body;
     // With a Content-Length the buffer is sized once: growing it frame by
     // frame copied a 1 MiB body several times (perf: a third of a POST
     // worker's time in memmove and page faults).
@@ -133,6 +136,30 @@ async fn read_body(body: Incoming, limit: u64, idle: Duration) -> Result<Bytes, 
     Ok(joined.map_or_else(|| first.unwrap_or_default(), BytesMut::freeze))
 }
 
+/// Most of a rejected body read and thrown away before answering.
+const DISCARD_LIMIT: u64 = 1 << 30;
+/// Longest the discarding may take in all.
+const DISCARD_TIME: Duration = Duration::from_secs(30);
+
+/// Read and drop the rest of a body we refuse (bounded in size and time). A
+/// proxy such as nginx sends the whole body before it reads the answer, and
+/// closing with input unread resets the connection: it would answer 502
+/// instead of passing our 413 on.
+async fn discard_body(body: &mut Incoming, idle: Duration) {
+    let idle = if idle.is_zero() { DISCARD_TIME } else { idle };
+    let deadline = tokio::time::Instant::now() + DISCARD_TIME;
+    let mut total: u64 = 0;
+    while total < DISCARD_LIMIT {
+        let limit = idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        match tokio::time::timeout(limit, body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                total += frame.data_ref().map_or(0, |data| data.len() as u64);
+            }
+            _ => return,
+        }
+    }
+}
+
 /// Size of a request head as it came on the wire (request line, fields, blank line).
 fn head_size(head: &http::request::Parts) -> usize {
     let target = head
@@ -167,23 +194,34 @@ pub(crate) async fn handle(
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
         .is_some_and(|length| length > connection.config.max_body_size);
+    // With `Expect: 100-continue` the client waits for our word before
+    // sending the body, so there is nothing to discard.
+    let expects_continue = head.headers.contains_key(http::header::EXPECT);
+    let (head, mut body) = (head, body);
     if declared_too_large {
+        if !expects_continue {
+            discard_body(&mut body, connection.config.body_timeout).await;
+        }
         return Ok(plain_response(StatusCode::PAYLOAD_TOO_LARGE, true));
     }
     let body = match read_body(
-        body,
+        &mut body,
         connection.config.max_body_size,
         connection.config.body_timeout,
     )
     .await
     {
-        Ok(body) => body,
+        Ok(bytes) => bytes,
         Err(error) => {
-            if let BodyReadError::Malformed(cause) = &error {
-                log::warning(&format!(
+            match &error {
+                BodyReadError::Malformed(cause) => log::warning(&format!(
                     "bad request body from {}: {cause}",
                     connection.peer
-                ));
+                )),
+                BodyReadError::TooLarge => {
+                    discard_body(&mut body, connection.config.body_timeout).await;
+                }
+                BodyReadError::Timeout => {}
             }
             return Ok(plain_response(error.status(), true));
         }
