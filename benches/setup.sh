@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything benches/compare.py runs: wrk and libev (Debian), the peer
-# servers and rwsgi (from this checkout) in benches/.venv, and the bare hyper
-# server (benches/hyper_bare, release build).
+# Installs everything benches/compare.py and benches/nginx.py run: wrk, libev
+# and nginx-light (Debian), the peer servers and rwsgi (from this checkout) in
+# benches/.venv, and the bare hyper server (benches/hyper_bare, release build).
 #
 #   bash benches/setup.sh             # everything
 #   bash benches/setup.sh --no-rwsgi  # peers only (rwsgi's build is skipped)
@@ -33,6 +33,10 @@ if $peers; then
     if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
     $sudo apt-get update
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y wrk libev-dev build-essential
+    # nginx.py's front: any Debian nginx with the uwsgi module will do.
+    if [ ! -x /usr/sbin/nginx ]; then
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y nginx-light
+    fi
     # bjoern and uWSGI compile C against libev / the interpreter's headers.
     "$venv/bin/python" -m pip install bjoern granian gunicorn uwsgi waitress
     cargo build --release --manifest-path "$here/hyper_bare/Cargo.toml"
