@@ -78,24 +78,15 @@ async fn within<T>(
     })
 }
 
-async fn read_exactly<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    length: usize,
-    limit: Duration,
-    what: &'static str,
-) -> Result<Bytes, PacketError> {
-    let mut buffer = BytesMut::zeroed(length);
-    within(limit, what, stream.read_exact(&mut buffer)).await?;
-    Ok(buffer.freeze())
-}
-
 /// Read the body in pieces, each bounded by the idle timeout, so a slow sender is cut off.
 async fn read_body<S: AsyncRead + Unpin>(
     stream: &mut S,
+    prefix: BytesMut,
     length: usize,
     idle: Duration,
 ) -> Result<Bytes, PacketError> {
-    let mut body = BytesMut::with_capacity(length.min(1024 * 1024));
+    let mut body = prefix;
+    body.reserve(length.min(1024 * 1024).saturating_sub(body.len()));
     while body.len() < length {
         let want = (length - body.len()).min(256 * 1024);
         body.reserve(want);
@@ -112,40 +103,65 @@ async fn read_body<S: AsyncRead + Unpin>(
     Ok(body.freeze())
 }
 
+/// What the first read asks for: nginx's vars block (about 1 KiB) and a small
+/// body arrive in one read instead of one read per part.
+const FIRST_READ: usize = 16 * 1024;
+
+/// Read into `buffer` until it holds `wanted` bytes, all within `deadline`.
+async fn fill<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut BytesMut,
+    wanted: usize,
+    deadline: Option<tokio::time::Instant>,
+    what: &'static str,
+) -> Result<(), PacketError> {
+    while buffer.len() < wanted {
+        buffer.reserve(wanted - buffer.len());
+        let read = stream.read_buf(buffer);
+        let read = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, read)
+                .await
+                .map_err(|_| PacketError::Timeout(what))?,
+            None => read.await,
+        }
+        .map_err(PacketError::Io)?;
+        if read == 0 {
+            return Err(PacketError::Truncated(what));
+        }
+    }
+    Ok(())
+}
+
 async fn read_request<S: AsyncRead + Unpin>(
     stream: &mut S,
     shared: &Shared,
 ) -> Result<(PacketHeader, Vars, Bytes), PacketError> {
     let config = &shared.config;
-    let mut first = [0u8; HEADER_LEN];
+    // One deadline for the whole head (packet header and vars block), so a
+    // slow sender cannot stretch it step by step.
+    let deadline = (!config.header_timeout.is_zero())
+        .then(|| tokio::time::Instant::now() + config.header_timeout);
+    let mut buffer = BytesMut::with_capacity(FIRST_READ);
     let mut shutdown = shared.shutdown.clone();
     let got = tokio::select! {
         biased;
         () = stopped(&mut shutdown) => return Err(PacketError::ShuttingDown),
-        got = within(config.header_timeout, "packet header", stream.read(&mut first)) => got?,
+        got = within(config.header_timeout, "packet header", stream.read_buf(&mut buffer)) => got?,
     };
     if got == 0 {
         return Err(PacketError::Empty);
     }
-    if got < HEADER_LEN {
-        within(
-            config.header_timeout,
-            "packet header",
-            stream.read_exact(&mut first[got..]),
-        )
-        .await?;
-    }
+    fill(stream, &mut buffer, HEADER_LEN, deadline, "packet header").await?;
+    let mut first = [0u8; HEADER_LEN];
+    first.copy_from_slice(&buffer[..HEADER_LEN]);
     let header = PacketHeader::parse(first);
     if !header.is_supported() {
         return Err(PacketError::Unsupported(header));
     }
-    let block = read_exactly(
-        stream,
-        usize::from(header.datasize),
-        config.header_timeout,
-        "vars block",
-    )
-    .await?;
+    let head_length = HEADER_LEN + usize::from(header.datasize);
+    fill(stream, &mut buffer, head_length, deadline, "vars block").await?;
+    let mut head = buffer.split_to(head_length);
+    let block = head.split_off(HEADER_LEN).freeze();
     let vars = Vars::parse(block).map_err(PacketError::Vars)?;
     let length = match vars.get(b"CONTENT_LENGTH").map(<[u8]>::trim_ascii) {
         None | Some(b"") => 0,
@@ -160,8 +176,10 @@ async fn read_request<S: AsyncRead + Unpin>(
     let length = usize::try_from(length).map_err(|_| PacketError::TooLarge(length))?;
     let body = if length == 0 {
         Bytes::new()
+    } else if buffer.len() >= length {
+        buffer.split_to(length).freeze()
     } else {
-        read_body(stream, length, config.body_timeout).await?
+        read_body(stream, buffer, length, config.body_timeout).await?
     };
     Ok((header, vars, body))
 }
@@ -217,9 +235,9 @@ where
     drop(request);
     if let Err(error) = write_response(&mut stream, response, is_head, protocol).await {
         log::warning(&format!("uwsgi response to {peer} cut short: {error}"));
-        return;
     }
-    let _ = stream.shutdown().await;
+    // Dropping the stream closes it: the whole request was read, so the close
+    // is a clean end of stream (no shutdown(2) call needed first).
 }
 
 /// Most a rejected request's body is read and thrown away before closing.
