@@ -77,6 +77,44 @@ pub(crate) struct Shared {
 pub(crate) enum Listener {
     Tcp(TcpListener),
     Unix(UnixListener),
+    /// A unix socket serving uwsgi: its connections are accepted unregistered
+    /// (see `uwsgi::connection::serve_unix`).
+    UwsgiUnix(AsyncFd<std::os::unix::net::UnixListener>),
+}
+
+/// Accept one connection, non-blocking and close-on-exec, without registering it.
+fn accept_raw(
+    listener: &std::os::unix::net::UnixListener,
+) -> std::io::Result<std::os::unix::net::UnixStream> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: accept4 on our listening descriptor with null address pointers;
+    // a non-negative result is a new descriptor that we own from here on.
+    let fd = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor owned by nothing else.
+    Ok(unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) })
+}
+
+/// Wait for and accept one unregistered unix connection.
+async fn accept_uwsgi_unix(
+    listener: &AsyncFd<std::os::unix::net::UnixListener>,
+) -> std::io::Result<std::os::unix::net::UnixStream> {
+    loop {
+        let mut ready = listener.readable().await?;
+        match accept_raw(listener.get_ref()) {
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => ready.clear_ready(),
+            result => return result,
+        }
+    }
 }
 
 /// How long a connection may wait on a sibling's socket before this worker takes it.
@@ -112,6 +150,14 @@ pub(crate) async fn accept_loop(listener: Listener, protocol: ListenerProtocol, 
                     let _ = stream.set_nodelay(true);
                     let local = stream.local_addr().ok();
                     spawn_tcp(stream, peer, local, protocol, &shared);
+                }),
+            },
+            Listener::UwsgiUnix(unix) => tokio::select! {
+                biased;
+                () = stopped(&mut shutdown) => break,
+                accepted = accept_uwsgi_unix(unix) => accepted.map(|stream| {
+                    shared.open.opened();
+                    tokio::spawn(serve_uwsgi_unix(stream, shared.clone()));
                 }),
             },
             Listener::Unix(unix) => tokio::select! {
@@ -240,6 +286,12 @@ where
 {
     let open = Arc::clone(&shared.open);
     uwsgi::connection::serve(stream, peer, shared).await;
+    open.closed();
+}
+
+async fn serve_uwsgi_unix(stream: std::os::unix::net::UnixStream, shared: Shared) {
+    let open = Arc::clone(&shared.open);
+    uwsgi::connection::serve_unix(stream, shared).await;
     open.closed();
 }
 

@@ -106,8 +106,27 @@ fn build_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// Turn an inherited descriptor into a listener of the worker's runtime.
-fn adopt_listener(address: &Address, fd: OwnedFd) -> std::io::Result<Listener> {
+fn adopt_listener(
+    protocol: ListenerProtocol,
+    address: &Address,
+    fd: OwnedFd,
+) -> std::io::Result<Listener> {
     match address {
+        Address::Unix(_) | Address::Abstract(_) if protocol == ListenerProtocol::Uwsgi => {
+            let listener = std::os::unix::net::UnixListener::from(fd);
+            listener.set_nonblocking(true)?;
+            // SAFETY: the AsyncFd owns the listener, so its descriptor stays
+            // open and unchanged for the AsyncFd's whole life.
+            let registered = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(
+                    listener,
+                    tokio::io::Interest::READABLE,
+                )
+            };
+            registered
+                .map(Listener::UwsgiUnix)
+                .map_err(|error| std::io::Error::other(error.to_string()))
+        }
         Address::Tcp(_) => {
             let listener = std::net::TcpListener::from(fd);
             listener.set_nonblocking(true)?;
@@ -176,7 +195,7 @@ fn serve(spec: WorkerSpec, app: Arc<WsgiApp>, boot_handlers: Vec<signal_hook::Si
                 let sibling = std::net::TcpListener::from(sibling);
                 accept_loops.push(tokio::spawn(server::steal_loop(sibling, protocol, shared.clone())));
             }
-            match adopt_listener(&address, own) {
+            match adopt_listener(protocol, &address, own) {
                 Ok(listener) => accept_loops.push(tokio::spawn(server::accept_loop(listener, protocol, shared.clone()))),
                 Err(error) => {
                     log::error(&format!("worker {id}: cannot use the socket for {address}: {error}"));

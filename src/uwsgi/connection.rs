@@ -106,6 +106,8 @@ async fn read_body<S: AsyncRead + Unpin>(
 /// What the first read asks for: nginx's vars block (about 1 KiB) and a small
 /// body arrive in one read instead of one read per part.
 const FIRST_READ: usize = 16 * 1024;
+/// What the unregistered first read of a unix connection asks for.
+const FAST_READ: usize = 8 * 1024;
 
 /// Read into `buffer` until it holds `wanted` bytes, all within `deadline`.
 async fn fill<S: AsyncRead + Unpin>(
@@ -135,21 +137,24 @@ async fn fill<S: AsyncRead + Unpin>(
 async fn read_request<S: AsyncRead + Unpin>(
     stream: &mut S,
     shared: &Shared,
+    mut buffer: BytesMut,
 ) -> Result<(PacketHeader, Vars, Bytes), PacketError> {
     let config = &shared.config;
     // One deadline for the whole head (packet header and vars block), so a
     // slow sender cannot stretch it step by step.
     let deadline = (!config.header_timeout.is_zero())
         .then(|| tokio::time::Instant::now() + config.header_timeout);
-    let mut buffer = BytesMut::with_capacity(FIRST_READ);
-    let mut shutdown = shared.shutdown.clone();
-    let got = tokio::select! {
-        biased;
-        () = stopped(&mut shutdown) => return Err(PacketError::ShuttingDown),
-        got = within(config.header_timeout, "packet header", stream.read_buf(&mut buffer)) => got?,
-    };
-    if got == 0 {
-        return Err(PacketError::Empty);
+    if buffer.is_empty() {
+        buffer.reserve(FIRST_READ);
+        let mut shutdown = shared.shutdown.clone();
+        let got = tokio::select! {
+            biased;
+            () = stopped(&mut shutdown) => return Err(PacketError::ShuttingDown),
+            got = within(config.header_timeout, "packet header", stream.read_buf(&mut buffer)) => got?,
+        };
+        if got == 0 {
+            return Err(PacketError::Empty);
+        }
     }
     fill(stream, &mut buffer, HEADER_LEN, deadline, "packet header").await?;
     let mut first = [0u8; HEADER_LEN];
@@ -185,11 +190,19 @@ async fn read_request<S: AsyncRead + Unpin>(
 }
 
 /// Serve the one request of a uwsgi connection.
-pub(crate) async fn serve<S>(mut stream: S, peer: Peer, shared: Shared)
+pub(crate) async fn serve<S>(stream: S, peer: Peer, shared: Shared)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (header, vars, body) = match read_request(&mut stream, &shared).await {
+    serve_with(stream, peer, shared, BytesMut::new()).await;
+}
+
+/// Serve a uwsgi connection whose first bytes (`prefix`) were already read.
+async fn serve_with<S>(mut stream: S, peer: Peer, shared: Shared, prefix: BytesMut)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (header, vars, body) = match read_request(&mut stream, &shared, prefix).await {
         Ok(parts) => parts,
         Err(PacketError::Empty | PacketError::ShuttingDown) => return,
         Err(error) => {
@@ -200,13 +213,9 @@ where
                 _ => None,
             };
             if let Some(status) = status {
-                let _ = write_response(
-                    &mut stream,
-                    plain_response(status, true),
-                    false,
-                    b"HTTP/1.1",
-                )
-                .await;
+                let (head, rest) =
+                    prepare_response(plain_response(status, true), false, b"HTTP/1.1");
+                let _ = write_prepared(&mut stream, &head, rest).await;
                 // nginx sends the whole body before it reads the answer: closing
                 // with unread input resets the connection and turns our 413
                 // into its 502. Read the rest (bounded) first.
@@ -216,24 +225,8 @@ where
             return;
         }
     };
-    let is_head = vars.get(b"REQUEST_METHOD") == Some(b"HEAD");
-    let protocol: &'static [u8] = match vars.get(b"SERVER_PROTOCOL") {
-        Some(b"HTTP/1.0") => b"HTTP/1.0",
-        _ => b"HTTP/1.1",
-    };
-    let request = Request {
-        head: Head::Uwsgi {
-            vars,
-            modifier1: header.modifier1,
-        },
-        body,
-        body_was_chunked: false,
-        peer,
-        local: None,
-    };
-    let response = shared.app.call(&request, None);
-    drop(request);
-    if let Err(error) = write_response(&mut stream, response, is_head, protocol).await {
+    let (head, rest) = respond(header, vars, body, peer, &shared);
+    if let Err(error) = write_prepared(&mut stream, &head, rest).await {
         log::warning(&format!("uwsgi response to {peer} cut short: {error}"));
     }
     // Dropping the stream closes it: the whole request was read, so the close
@@ -256,6 +249,95 @@ async fn discard_input<S: AsyncRead + Unpin>(stream: &mut S, idle: Duration) {
             Ok(Ok(read)) if read > 0 => total += read as u64,
             _ => return,
         }
+    }
+}
+
+/// Call the app and encode its answer: the bytes to send first (head, and
+/// the body too when it is small and complete) and the body still to stream.
+fn respond(
+    header: PacketHeader,
+    vars: Vars,
+    body: Bytes,
+    peer: Peer,
+    shared: &Shared,
+) -> (BytesMut, Option<ResponseBody>) {
+    let is_head = vars.get(b"REQUEST_METHOD") == Some(b"HEAD");
+    let protocol: &'static [u8] = match vars.get(b"SERVER_PROTOCOL") {
+        Some(b"HTTP/1.0") => b"HTTP/1.0",
+        _ => b"HTTP/1.1",
+    };
+    let request = Request {
+        head: Head::Uwsgi {
+            vars,
+            modifier1: header.modifier1,
+        },
+        body,
+        body_was_chunked: false,
+        peer,
+        local: None,
+    };
+    let response = shared.app.call(&request, None);
+    drop(request);
+    prepare_response(response, is_head, protocol)
+}
+
+/// Serve a uwsgi connection accepted from a unix socket, without registering
+/// it with the event loop when it can be helped: nginx writes the request as
+/// soon as it connects, so it is usually readable at once and a small answer
+/// fits in the socket buffer. That saves the two `epoll_ctl` calls per
+/// request which, behind nginx (a new connection per request), were a
+/// quarter of the worker's system calls. Anything slower falls back to the
+/// asynchronous path with what was read so far.
+pub(crate) async fn serve_unix(stream: std::os::unix::net::UnixStream, shared: Shared) {
+    let mut buffer = BytesMut::zeroed(FAST_READ);
+    let read = std::io::Read::read(&mut &stream, &mut buffer);
+    match read {
+        Ok(0) => return,
+        Ok(read) => buffer.truncate(read),
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => buffer.clear(),
+        Err(_) => return,
+    }
+    let mut unsent = Bytes::new();
+    let mut rest = None;
+    if !buffer.is_empty() {
+        // Complete already? (An incomplete packet reads end-of-file here.)
+        if let Ok((header, vars, body)) =
+            read_request(&mut tokio::io::empty(), &shared, buffer.clone()).await
+        {
+            let (head, body_rest) = respond(header, vars, body, Peer::Unix, &shared);
+            let written = if body_rest.is_none() {
+                match std::io::Write::write(&mut &stream, &head) {
+                    Ok(written) => written,
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => 0,
+                    Err(_) => return,
+                }
+            } else {
+                0
+            };
+            if written == head.len() && body_rest.is_none() {
+                return;
+            }
+            unsent = head.freeze().slice(written..);
+            rest = body_rest;
+            buffer.clear();
+            if unsent.is_empty() && rest.is_none() {
+                return;
+            }
+        }
+    }
+    let mut stream = match tokio::net::UnixStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(error) => {
+            log::warning(&format!("cannot register a uwsgi connection: {error}"));
+            return;
+        }
+    };
+    if unsent.is_empty() && rest.is_none() {
+        serve_with(stream, Peer::Unix, shared, buffer).await;
+        return;
+    }
+    if let Err(error) = write_prepared(&mut stream, &unsent, rest).await {
+        log::warning(&format!("uwsgi response cut short: {error}"));
     }
 }
 
@@ -301,12 +383,13 @@ fn encode_head(
     head
 }
 
-async fn write_response<S: AsyncWrite + Unpin>(
-    stream: &mut S,
+/// Encode the status line and headers, with the body too when it is small
+/// and complete; the body still to stream is returned beside.
+fn prepare_response(
     response: Response<ResponseBody>,
     is_head: bool,
     protocol: &[u8],
-) -> std::io::Result<()> {
+) -> (BytesMut, Option<ResponseBody>) {
     let send_body = !is_head && status_allows_body(response.status());
     let has_length = response
         .headers()
@@ -318,22 +401,33 @@ async fn write_response<S: AsyncWrite + Unpin>(
         exact
     };
     let mut head = encode_head(&response, protocol, content_length);
-    let mut body = response.into_body();
+    let body = response.into_body();
     if !send_body {
-        drop(body);
-        return stream.write_all(&head).await;
+        return (head, None);
     }
-    if let ResponseBody::Full(Some(bytes)) = &body {
-        if bytes.len() <= 64 * 1024 {
-            head.extend_from_slice(bytes);
-            return stream.write_all(&head).await;
+    match body {
+        ResponseBody::Empty | ResponseBody::Full(None) => (head, None),
+        ResponseBody::Full(Some(bytes)) if bytes.len() <= 64 * 1024 => {
+            head.extend_from_slice(&bytes);
+            (head, None)
         }
+        body => (head, Some(body)),
     }
-    stream.write_all(&head).await?;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(std::io::Error::other)?;
-        if let Ok(data) = frame.into_data() {
-            stream.write_all(&data).await?;
+}
+
+/// Write what `prepare_response` made: the first bytes, then the body's frames.
+async fn write_prepared<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    first: &[u8],
+    rest: Option<ResponseBody>,
+) -> std::io::Result<()> {
+    stream.write_all(first).await?;
+    if let Some(mut body) = rest {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(std::io::Error::other)?;
+            if let Ok(data) = frame.into_data() {
+                stream.write_all(&data).await?;
+            }
         }
     }
     stream.flush().await
