@@ -7,7 +7,7 @@ import argparse
 import statistics
 
 from procstat import read_text
-from report import _cell, _ms, _num, _ratio, machine_header, summarize
+from report import _cell, machine_header, server_table, summarize
 from servers import SCENARIOS
 
 TITLE = "## Behind nginx (uwsgi protocol on a unix socket)"
@@ -52,43 +52,8 @@ def _nginx_summary(runs: list[dict]) -> dict | None:
 
 
 def table(results: dict[str, list[dict]], status: dict[str, str | None]) -> str:
-    base = _nginx_summary(results.get("rwsgi", []))
-    lines = [
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1)) + "|",
-    ]
-    for name, why in status.items():
-        if why:
-            lines.append(f"| {name} | {why} |" + " — |" * (len(COLUMNS) - 2))
-            continue
-        runs = results.get(name, [])
-        s = _nginx_summary(runs)
-        if s is None:
-            reason = runs[0]["failed"] if runs else "did not run"
-            lines.append(f"| {name} | failed: {_cell(reason)} |" + " — |" * (len(COLUMNS) - 2))
-            continue
-        against = base if name != "rwsgi" else None
-
-        def r(key: str, s: dict = s, against: dict | None = against) -> str:
-            return _ratio(s[key], against[key] if against else None)
-
-        errors = f"{s['errors']:,}"
-        if against and against["errors"]:
-            errors += _ratio(s["errors"], against["errors"])
-        rounds = f" [{s['runs']}/{len(runs)} runs]" if s["runs"] < len(runs) else ""
-        cells = [
-            name + rounds,
-            f"{_num(s['rps'])} [{_num(s['rps_min'])}-{_num(s['rps_max'])}]{r('rps')}",
-            _ms(s["p50_ms"]) + r("p50_ms"),
-            _ms(s["p99_ms"]) + r("p99_ms"),
-            errors,
-            f"{s['rss_mib']:,.0f} MiB" + r("rss_mib"),
-            _num(s["cpu_us"]) + r("cpu_us"),
-            _num(s["nginx_cpu_us"]) + r("nginx_cpu_us"),
-            _num(s["ctx"]) + r("ctx"),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """compare.py's table with nginx's own CPU per request as an extra column."""
+    return server_table(results, status, COLUMNS, _nginx_summary, extra=("nginx_cpu_us",))
 
 
 def notes(results: dict[str, list[dict]], noise_cores: float) -> list[str]:

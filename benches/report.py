@@ -9,6 +9,7 @@ import os
 import platform
 import statistics
 import subprocess
+from collections.abc import Callable
 
 from procstat import read_text
 from servers import BENCHES, SCENARIOS, Scenario, venv_bin, venv_python
@@ -62,20 +63,32 @@ COLUMNS = (
 
 def table(scenario: Scenario, results: dict[str, list[dict]], status: dict[str, str]) -> str:
     """One markdown table: a row per server, ratios to rwsgi in parentheses."""
-    base = summarize(results.get("rwsgi", []))
+    return server_table(results, status, COLUMNS, summarize, extra=())
+
+
+def server_table(
+    results: dict[str, list[dict]],
+    status: dict[str, str | None] | dict[str, str],
+    columns: tuple[str, ...],
+    summarize_runs: Callable[[list[dict]], dict | None],
+    extra: tuple[str, ...],
+) -> str:
+    """The table every harness prints. ``extra`` names more CPU-like figures
+    of the summary, shown between "CPU µs/req" and "ctx sw/req"."""
+    base = summarize_runs(results.get("rwsgi", []))
     lines = [
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1)) + "|",
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|",
     ]
     for name, why in status.items():
         if why:
-            lines.append(f"| {name} | {why} |" + " — |" * (len(COLUMNS) - 2))
+            lines.append(f"| {name} | {why} |" + " — |" * (len(columns) - 2))
             continue
         runs = results.get(name, [])
-        s = summarize(runs)
+        s = summarize_runs(runs)
         if s is None:
             reason = runs[0]["failed"] if runs else "did not run"
-            lines.append(f"| {name} | failed: {_cell(reason)} |" + " — |" * (len(COLUMNS) - 2))
+            lines.append(f"| {name} | failed: {_cell(reason)} |" + " — |" * (len(columns) - 2))
             continue
 
         against = base if name != "rwsgi" else None
@@ -87,22 +100,18 @@ def table(scenario: Scenario, results: dict[str, list[dict]], status: dict[str, 
         if against and against["errors"]:
             errors += _ratio(s["errors"], against["errors"])
         rounds = f" [{s['runs']}/{len(runs)} runs]" if s["runs"] < len(runs) else ""
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    name + rounds,
-                    f"{_num(s['rps'])} [{_num(s['rps_min'])}-{_num(s['rps_max'])}]{r('rps')}",
-                    _ms(s["p50_ms"]) + r("p50_ms"),
-                    _ms(s["p99_ms"]) + r("p99_ms"),
-                    errors,
-                    f"{s['rss_mib']:,.0f} MiB" + r("rss_mib"),
-                    _num(s["cpu_us"]) + r("cpu_us"),
-                    _num(s["ctx"]) + r("ctx"),
-                ]
-            )
-            + " |"
-        )
+        cells = [
+            name + rounds,
+            f"{_num(s['rps'])} [{_num(s['rps_min'])}-{_num(s['rps_max'])}]{r('rps')}",
+            _ms(s["p50_ms"]) + r("p50_ms"),
+            _ms(s["p99_ms"]) + r("p99_ms"),
+            errors,
+            f"{s['rss_mib']:,.0f} MiB" + r("rss_mib"),
+            _num(s["cpu_us"]) + r("cpu_us"),
+            *(_num(s[key]) + r(key) for key in extra),
+            _num(s["ctx"]) + r("ctx"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
