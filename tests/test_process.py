@@ -110,6 +110,21 @@ def test_worker_that_exits_in_the_app_is_respawned(start_server) -> None:
     assert server.proc.poll() is None
 
 
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU])
+def test_unsupported_control_signals_are_logged_and_ignored(start_server, signum: int) -> None:
+    # SIGTTIN/SIGTTOU would suspend a process by default, SIGHUP end it.
+    server = start_server("apps.sleep:application", workers=1)
+    pid = server.worker_pids[1]
+    mark = server.mark()
+    server.send_signal(signum)
+    server.wait_for_log(r"not supported yet; ignoring", timeout=5, since=mark)
+    with open(f"/proc/{server.proc.pid}/stat") as stat:
+        state = stat.read().rsplit(")", 1)[1].split()[0]
+    assert state in ("S", "R"), f"master state {state!r}"
+    assert server.get_json("/pid")["pid"] == pid
+    assert server.proc.poll() is None
+
+
 # -- stopping -----------------------------------------------------------------
 
 

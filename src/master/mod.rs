@@ -11,7 +11,7 @@ mod signals;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU};
 
 use crate::config::Address;
 use crate::config::Config;
@@ -236,6 +236,11 @@ impl Arbiter {
                 self.halt();
             }
             SIGHUP => log::warning("SIGHUP: reloading is not supported yet; ignoring"),
+            // Their default action would stop (suspend) the master: gunicorn
+            // users send them to add or remove a worker.
+            SIGTTIN | SIGTTOU => log::warning(
+                "SIGTTIN/SIGTTOU: changing the number of workers at run time is not supported yet; ignoring",
+            ),
             _ => {}
         }
     }
@@ -391,7 +396,7 @@ fn exit_child(py: Python<'_>, code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-const PYTHON_HANDLED: [i32; 5] = [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGCHLD];
+const PYTHON_HANDLED: [i32; 7] = [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGCHLD, SIGTTIN, SIGTTOU];
 
 /// Reset Python's own handlers to the default so they don't also fire, remembering them.
 fn python_handlers(py: Python<'_>) -> PyResult<Vec<(i32, Py<PyAny>)>> {

@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU};
 use signal_hook::SigId;
 
 use crate::error::{Error, Result};
 
 /// The signals the master acts on, in the order they are dispatched.
-pub(crate) const HANDLED: [i32; 5] = [SIGCHLD, SIGINT, SIGTERM, SIGQUIT, SIGHUP];
+pub(crate) const HANDLED: [i32; 7] = [SIGCHLD, SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU];
 
 /// Signals received since the last `wait`, and the pipe that wakes the loop.
 pub(crate) struct SignalQueue {
