@@ -93,16 +93,27 @@ pub(crate) fn run(py: Python<'_>, spec: WorkerSpec) -> i32 {
 }
 
 fn build_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
         .worker_threads(threads)
         .max_blocking_threads(4)
         .thread_name("rwsgi-worker")
         .enable_all()
         .enable_eager_driver_handoff()
-        .disable_lifo_slot()
-        .on_thread_start(python_thread::attach_for_life)
-        .on_thread_stop(python_thread::detach_for_life)
-        .build()
+        .disable_lifo_slot();
+    if threads == 1 {
+        // Nothing else runs Python: hold the GIL except while parked.
+        builder
+            .on_thread_start(python_thread::attach_holding)
+            .on_thread_park(python_thread::release_to_park)
+            .on_thread_unpark(python_thread::reacquire_after_park)
+            .on_thread_stop(python_thread::detach_holding);
+    } else {
+        builder
+            .on_thread_start(python_thread::attach_for_life)
+            .on_thread_stop(python_thread::detach_for_life);
+    }
+    builder.build()
 }
 
 /// Turn an inherited descriptor into a listener of the worker's runtime.
