@@ -92,6 +92,18 @@ def test_port_in_use_fails_naming_the_address(start_server) -> None:
     assert str(port) in server.logs()
 
 
+def test_port_held_by_another_rwsgi_fails_too(start_server) -> None:
+    # Each worker binds with SO_REUSEPORT, which would let a second server of
+    # the same user share the port silently: it must be refused instead.
+    first = start_server("apps.environ:application")
+    code, second = run(
+        start_server, APP, "--http", f"127.0.0.1:{first.port}", "--chdir", str(TESTS_DIR)
+    )
+    assert code != 0
+    assert "in use" in second.logs()
+    assert first.get("/").status == 200
+
+
 def test_version(start_server) -> None:
     code, server = run(start_server, "--version")
     assert code == 0
