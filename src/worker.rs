@@ -104,10 +104,10 @@ fn build_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if threads == 1 {
         // Nothing else runs Python: hold the GIL except while parked.
         builder
-            .on_thread_start(python_thread::attach_holding)
-            .on_thread_park(python_thread::release_to_park)
-            .on_thread_unpark(python_thread::reacquire_after_park)
-            .on_thread_stop(python_thread::detach_holding);
+            .on_thread_start(python_thread::attach_for_life)
+            .on_thread_unpark(python_thread::hold_after_unpark)
+            .on_thread_park(python_thread::release_before_park)
+            .on_thread_stop(python_thread::detach_after_holding);
     } else {
         builder
             .on_thread_start(python_thread::attach_for_life)

@@ -14,8 +14,7 @@ use pyo3::ffi;
 
 thread_local! {
     static ATTACHED: Cell<Option<(ffi::PyGILState_STATE, *mut ffi::PyThreadState)>> = const { Cell::new(None) };
-    /// For a thread that holds the GIL while running: its state while parked.
-    static PARKED: Cell<Option<*mut ffi::PyThreadState>> = const { Cell::new(None) };
+    /// Whether this thread holds the GIL between requests (single-thread workers).
     static HOLDS_GIL: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -42,41 +41,38 @@ pub(crate) fn detach_for_life() {
     }
 }
 
-/// Create this thread's Python thread state and keep the GIL (single-thread workers).
-pub(crate) fn attach_holding() {
-    // SAFETY: the interpreter is initialised; the matching Release happens in
-    // `detach_holding` on this thread, while it holds the GIL.
-    let gil = unsafe { ffi::PyGILState_Ensure() };
-    ATTACHED.with(|cell| cell.set(Some((gil, std::ptr::null_mut()))));
-    HOLDS_GIL.with(|holds| holds.set(true));
-}
-
-/// Before the thread parks: let go of the GIL.
-pub(crate) fn release_to_park() {
-    if HOLDS_GIL.with(Cell::get) && PARKED.with(Cell::get).is_none() {
-        // SAFETY: this thread holds the GIL (it is not parked); SaveThread
-        // releases it and returns the state to restore on unpark.
-        let state = unsafe { ffi::PyEval_SaveThread() };
-        PARKED.with(|parked| parked.set(Some(state)));
+/// After a worker thread unparks: take the GIL and keep it while it works
+/// (single-thread workers). Only worker threads park, so a thread of the
+/// blocking pool never holds the GIL idle.
+pub(crate) fn hold_after_unpark() {
+    if HOLDS_GIL.with(Cell::get) {
+        return;
+    }
+    if let Some((_, thread_state)) = ATTACHED.with(Cell::get) {
+        // SAFETY: `thread_state` is this thread's own state, saved by
+        // `attach_for_life` or `release_before_park`, and the GIL is not held.
+        unsafe { ffi::PyEval_RestoreThread(thread_state) };
+        HOLDS_GIL.with(|holds| holds.set(true));
     }
 }
 
-/// After the thread unparks: take the GIL back.
-pub(crate) fn reacquire_after_park() {
-    if let Some(state) = PARKED.with(Cell::take) {
-        // SAFETY: restores exactly the state `release_to_park` saved on this thread.
-        unsafe { ffi::PyEval_RestoreThread(state) };
+/// Before a worker thread parks (waits in epoll): let go of the GIL.
+pub(crate) fn release_before_park() {
+    if !HOLDS_GIL.with(Cell::get) {
+        return;
     }
-}
-
-/// Undo `attach_holding` when the thread ends.
-pub(crate) fn detach_holding() {
-    reacquire_after_park();
+    // SAFETY: this thread holds the GIL (set by `hold_after_unpark`).
+    let thread_state = unsafe { ffi::PyEval_SaveThread() };
     HOLDS_GIL.with(|holds| holds.set(false));
-    if let Some((gil, _)) = ATTACHED.with(Cell::take) {
-        // SAFETY: this thread holds the GIL again; Release pairs with the
-        // Ensure of `attach_holding`, deletes the thread state and so
-        // releases the GIL.
-        unsafe { ffi::PyGILState_Release(gil) };
-    }
+    ATTACHED.with(|cell| {
+        if let Some((gil, _)) = cell.get() {
+            cell.set(Some((gil, thread_state)));
+        }
+    });
+}
+
+/// When a thread of a single-thread worker ends.
+pub(crate) fn detach_after_holding() {
+    release_before_park();
+    detach_for_life();
 }
