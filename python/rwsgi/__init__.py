@@ -6,12 +6,11 @@ forks the workers and supervises them until SIGINT or SIGTERM.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 
 from rwsgi import _rwsgi
-from rwsgi.loader import AppLoadError, load_app
+from rwsgi.loader import AppLoadError, load_app, prepare_import_path
 from rwsgi.options import OPTIONS, OptionError, normalize
 
 TYPE_CHECKING = False
@@ -22,15 +21,6 @@ if TYPE_CHECKING:  # typing costs the master ~1 MiB and 15 ms at start-up
 __all__ = ["OPTIONS", "AppLoadError", "OptionError", "__version__", "serve"]
 
 __version__: str = _rwsgi.__version__
-
-
-def _prepare_process(config: dict[str, Any]) -> None:
-    if config["chdir"]:
-        os.chdir(config["chdir"])
-    for path in reversed(config["pythonpath"]):
-        sys.path.insert(0, os.path.abspath(path))
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
 
 
 def serve(app: Callable[..., Any] | str, **options: Any) -> None:
@@ -44,7 +34,7 @@ def serve(app: Callable[..., Any] | str, **options: Any) -> None:
     if sys.platform == "win32":  # pragma: no cover - rwsgi forks
         raise RuntimeError("rwsgi needs a Unix system (it forks worker processes)")
     config = normalize(options)
-    _prepare_process(config)
+    prepare_import_path(config["chdir"], config["pythonpath"])
     if isinstance(app, str):
         label = app
         if config["preload"]:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from rwsgi import _rwsgi
-from rwsgi.loader import load_app
+from rwsgi.loader import load_app, prepare_import_path
 from rwsgi.options import OPTIONS, Option, OptionError, normalize
 
 TYPE_CHECKING = False
@@ -98,12 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         config = normalize(given)
     except (OptionError, TypeError) as error:
         parser.error(_cli_message(str(error)))
-    if config["chdir"]:
-        os.chdir(config["chdir"])
-    for path in reversed(config["pythonpath"]):
-        sys.path.insert(0, os.path.abspath(path))
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    prepare_import_path(config["chdir"], config["pythonpath"])
     spec: str = args.app
     try:
         if config["preload"]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 
 TYPE_CHECKING = False
@@ -10,7 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the master ~1 MiB and 15 ms at start-up
     from typing import Any
 
-__all__ = ["AppLoadError", "load_app"]
+__all__ = ["AppLoadError", "load_app", "prepare_import_path"]
 
 
 class AppLoadError(Exception):
@@ -40,3 +42,14 @@ def load_app(spec: str) -> Callable[..., Any]:
     if not callable(obj):
         raise AppLoadError(f"app {spec!r}: {attr_path!r} is not callable")
     return obj  # type: ignore[no-any-return]
+
+
+def prepare_import_path(chdir: str | None, pythonpath: list[str]) -> None:
+    """Apply --chdir and --pythonpath, and make the working directory importable
+    (as gunicorn does), before the app is imported."""
+    if chdir:
+        os.chdir(chdir)
+    for path in reversed(pythonpath):
+        sys.path.insert(0, os.path.abspath(path))
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
