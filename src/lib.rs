@@ -3,6 +3,7 @@
 
 mod capacity;
 mod config;
+mod discard;
 mod error;
 mod http;
 mod log;

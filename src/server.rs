@@ -82,6 +82,15 @@ pub(crate) enum Listener {
     UwsgiUnix(AsyncFd<std::os::unix::net::UnixListener>),
 }
 
+/// Register a listener with the runtime for readiness only: the caller
+/// accepts by hand, so accepted connections are not registered themselves.
+pub(crate) fn watch_readable<T: std::os::fd::AsRawFd>(listener: T) -> std::io::Result<AsyncFd<T>> {
+    // SAFETY: the AsyncFd takes ownership of `listener`, so its descriptor
+    // stays open and unchanged for the AsyncFd's whole life.
+    unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) }
+        .map_err(|error| std::io::Error::other(error.to_string()))
+}
+
 /// Accept one connection, non-blocking and close-on-exec, without registering it.
 fn accept_raw(
     listener: &std::os::unix::net::UnixListener,
@@ -201,15 +210,10 @@ pub(crate) async fn steal_loop(
     protocol: ListenerProtocol,
     shared: Shared,
 ) {
-    if let Err(error) = listener.set_nonblocking(true) {
-        log::warning(&format!("cannot watch a sibling socket: {error}"));
-        return;
-    }
-    // SAFETY: the AsyncFd owns the std listener, so its descriptor stays open
-    // and unchanged for the AsyncFd's whole life.
-    let registered =
-        unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) };
-    let listener = match registered {
+    let watched = listener
+        .set_nonblocking(true)
+        .and_then(|()| watch_readable(listener));
+    let listener = match watched {
         Ok(listener) => listener,
         Err(error) => {
             log::warning(&format!("cannot watch a sibling socket: {error}"));

@@ -126,17 +126,7 @@ fn adopt_listener(
         Address::Unix(_) | Address::Abstract(_) if protocol == ListenerProtocol::Uwsgi => {
             let listener = std::os::unix::net::UnixListener::from(fd);
             listener.set_nonblocking(true)?;
-            // SAFETY: the AsyncFd owns the listener, so its descriptor stays
-            // open and unchanged for the AsyncFd's whole life.
-            let registered = unsafe {
-                tokio::io::unix::AsyncFd::register_with_interest(
-                    listener,
-                    tokio::io::Interest::READABLE,
-                )
-            };
-            registered
-                .map(Listener::UwsgiUnix)
-                .map_err(|error| std::io::Error::other(error.to_string()))
+            server::watch_readable(listener).map(Listener::UwsgiUnix)
         }
         Address::Tcp(_) => {
             let listener = std::net::TcpListener::from(fd);

@@ -16,6 +16,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
 
 use crate::config::{Config, MAX_HEADERS, MAX_HEAD_BYTES};
+use crate::discard::DiscardBudget;
 use crate::log;
 use crate::request::{Head, Peer, Request};
 use crate::wsgi::environ::PeerStrings;
@@ -136,25 +137,12 @@ async fn read_body(
     Ok(joined.map_or_else(|| first.unwrap_or_default(), BytesMut::freeze))
 }
 
-/// Most of a rejected body read and thrown away before answering.
-const DISCARD_LIMIT: u64 = 1 << 30;
-/// Longest the discarding may take in all.
-const DISCARD_TIME: Duration = Duration::from_secs(30);
-
-/// Read and drop the rest of a body we refuse (bounded in size and time). A
-/// proxy such as nginx sends the whole body before it reads the answer, and
-/// closing with input unread resets the connection: it would answer 502
-/// instead of passing our 413 on.
+/// Read and drop the rest of a body we refuse (see `discard.rs`).
 async fn discard_body(body: &mut Incoming, idle: Duration) {
-    let idle = if idle.is_zero() { DISCARD_TIME } else { idle };
-    let deadline = tokio::time::Instant::now() + DISCARD_TIME;
-    let mut total: u64 = 0;
-    while total < DISCARD_LIMIT {
-        let limit = idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-        match tokio::time::timeout(limit, body.frame()).await {
-            Ok(Some(Ok(frame))) => {
-                total += frame.data_ref().map_or(0, |data| data.len() as u64);
-            }
+    let mut budget = DiscardBudget::new(idle);
+    while let Some(wait) = budget.next_wait() {
+        match tokio::time::timeout(wait, body.frame()).await {
+            Ok(Some(Ok(frame))) => budget.spent(frame.data_ref().map_or(0, Bytes::len)),
             _ => return,
         }
     }

@@ -14,6 +14,7 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::codec::{CodecError, PacketHeader, Vars, HEADER_LEN};
+use crate::discard::DiscardBudget;
 use crate::log;
 use crate::request::{Head, Peer, Request};
 use crate::server::{stopped, Shared};
@@ -233,20 +234,13 @@ where
     // is a clean end of stream (no shutdown(2) call needed first).
 }
 
-/// Most a rejected request's body is read and thrown away before closing.
-const DISCARD_LIMIT: u64 = 1 << 30;
-/// Longest the discarding may take in all.
-const DISCARD_TIME: Duration = Duration::from_secs(30);
-
+/// Read and drop the rest of a refused request (see `discard.rs`).
 async fn discard_input<S: AsyncRead + Unpin>(stream: &mut S, idle: Duration) {
-    let idle = if idle.is_zero() { DISCARD_TIME } else { idle };
-    let deadline = tokio::time::Instant::now() + DISCARD_TIME;
+    let mut budget = DiscardBudget::new(idle);
     let mut sink = vec![0u8; 64 * 1024];
-    let mut total: u64 = 0;
-    while total < DISCARD_LIMIT {
-        let limit = idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-        match tokio::time::timeout(limit, stream.read(&mut sink)).await {
-            Ok(Ok(read)) if read > 0 => total += read as u64,
+    while let Some(wait) = budget.next_wait() {
+        match tokio::time::timeout(wait, stream.read(&mut sink)).await {
+            Ok(Ok(read)) if read > 0 => budget.spent(read),
             _ => return,
         }
     }
