@@ -25,20 +25,16 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import START_TIMEOUT, STOP_TIMEOUT, Server
 
-TESTS_DIR = Path(__file__).resolve().parent
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
-
+# Every kind of listener, unlike conftest's HTTP-only pattern.
 LISTENING_RE = re.compile(r"listening on (\S+)")
-READY_RE = re.compile(r"worker (\d+) \(pid (\d+)\) ready")
 LISTENER_FLAGS = ("--http", "--http-socket", "--socket")
 
 
@@ -47,41 +43,12 @@ def short_tmpdir() -> str:
     return tempfile.mkdtemp(prefix="rw", dir="/tmp")
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.01):
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(interval)
-
-
-def _pid_alive(pid: int) -> bool:
-    """True if ``pid`` runs and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return False
-    return fields[0] not in (b"Z", b"X")
-
-
-def _cmdline_has(pid: int, word: bytes) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            return word in cmdline.read()
-    except OSError:
-        return False
-
-
 # -- rwsgi --------------------------------------------------------------------
 
 
-class Rwsgi:
-    """One rwsgi master and its workers, started from ``tests/``."""
+class Rwsgi(Server):
+    """conftest's ``Server`` for any mix of listeners (uwsgi, unix sockets), not
+    only ``--http``: ``listeners`` holds every ``listening on`` URL."""
 
     def __init__(
         self,
@@ -91,27 +58,10 @@ class Rwsgi:
         env: dict[str, str] | None = None,
         wait: bool = True,
     ) -> None:
-        self.argv = [sys.executable, "-m", "rwsgi", app, *args, "--workers", str(workers)]
-        self.expected_listeners = sum(1 for arg in args if arg in LISTENER_FLAGS)
-        self.expected_workers = workers
-        self._lines: list[str] = []
-        self._cond = threading.Condition()
-        self._eof = False
-        full_env = dict(os.environ)
-        full_env["PYTHONUNBUFFERED"] = "1"
-        full_env.update(env or {})
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=full_env,
-            cwd=str(TESTS_DIR),
-        )
-        self.pid = self.proc.pid
-        self._reader = threading.Thread(target=self._pump, daemon=True)
-        self._reader.start()
         self.listeners: list[str] = []
+        argv = [sys.executable, "-m", "rwsgi", app, *args, "--workers", str(workers)]
+        listeners = sum(1 for arg in args if arg in LISTENER_FLAGS)
+        super().__init__(argv, listeners=listeners, workers=workers, env=env, wait=False)
         if wait:
             try:
                 self.wait_ready()
@@ -119,68 +69,13 @@ class Rwsgi:
                 self.stop()
                 raise
 
-    def _pump(self) -> None:
-        assert self.proc.stderr is not None
-        try:
-            for raw in iter(self.proc.stderr.readline, b""):
-                with self._cond:
-                    self._lines.append(raw.decode("utf-8", "replace"))
-                    self._cond.notify_all()
-        finally:
-            self.proc.stderr.close()
-            with self._cond:
-                self._eof = True
-                self._cond.notify_all()
-
-    # -- the log --
-
-    def logs(self, since: int = 0) -> str:
-        with self._cond:
-            return "".join(self._lines[since:])
-
-    def mark(self) -> int:
-        """A position in the log, for ``wait_for_log(since=...)``."""
-        with self._cond:
-            return len(self._lines)
-
-    def wait_for_log(
-        self, pattern: str, timeout: float = 10.0, since: int = 0, count: int = 1
-    ) -> list[re.Match[str]]:
-        """Wait until ``count`` log lines after ``since`` match ``pattern``; all matches."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                found = [m for line in self._lines[since:] if (m := regex.search(line))]
-                if len(found) >= count:
-                    return found
-                remaining = deadline - time.monotonic()
-                if self._eof or remaining <= 0:
-                    why = "the server exited" if self._eof else f"{timeout} s passed"
-                    raise AssertionError(
-                        f"{why} before {count} log line(s) matching {pattern!r}; log:\n"
-                        + "".join(self._lines)
-                    )
-                self._cond.wait(min(remaining, 0.5))
-
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        matches = self.wait_for_log(
-            LISTENING_RE.pattern, timeout, count=max(self.expected_listeners, 1)
-        )
-        self.listeners = [match.group(1) for match in matches]
-        self.wait_for_log(READY_RE.pattern, timeout, count=self.expected_workers)
-
-    @property
-    def worker_pids(self) -> dict[int, int]:
-        """Worker number -> PID of its latest ``ready`` line."""
+        self.wait_for_log(LISTENING_RE, timeout, count=max(self.expected_listeners, 1))
         with self._cond:
-            return {
-                int(m.group(1)): int(m.group(2))
-                for line in self._lines
-                if (m := READY_RE.search(line))
-            }
-
-    # -- addresses --
+            self.listeners = [
+                m.group(1) for line in self._lines if (m := LISTENING_RE.search(line))
+            ]
+        self.wait_for_ready_workers(self.expected_workers, timeout)
 
     def tcp(self, scheme: str, index: int = 0) -> tuple[str, int]:
         """The (host, port) of the ``index``-th ``scheme://`` listener (uwsgi or http)."""
@@ -188,37 +83,13 @@ class Rwsgi:
         host, _, port = found[index][len(scheme) + 3 :].rpartition(":")
         return host.strip("[]"), int(port)
 
-    # -- stopping --
-
     def wait_exit(self, timeout: float = STOP_TIMEOUT) -> int:
         """Wait for the master to exit by itself; its exit status."""
         try:
-            code = self.proc.wait(timeout)
+            return self.wait(timeout)
         except subprocess.TimeoutExpired:
             self.stop()
             raise AssertionError(f"rwsgi did not exit within {timeout} s:\n{self.logs()}") from None
-        self._reader.join(5)
-        return code
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        """Stop the master (``signum``, then SIGKILL) and any worker left; idempotent."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signum)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-                self.proc.wait(STOP_TIMEOUT)
-        with self._cond:
-            workers = {int(m.group(2)) for line in self._lines if (m := READY_RE.search(line))}
-        for pid in workers:
-            if pid != self.pid and _pid_alive(pid) and _cmdline_has(pid, b"rwsgi"):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        self._reader.join(5)
-        return self.proc.returncode
 
 
 def run_to_exit(app: str, *args: str, timeout: float = 20.0) -> tuple[int, str]:
