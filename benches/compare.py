@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from procstat import (
@@ -224,22 +225,52 @@ def measure(server: Server, scenario: Scenario, args: argparse.Namespace, logfil
     return result
 
 
-def measure_quietly(
-    server: Server, scenario: Scenario, args: argparse.Namespace, logfile: Path
+def quietest(
+    measure_once: Callable[[], dict],
+    name: str,
+    progress: Callable[[dict], str],
+    args: argparse.Namespace,
 ) -> dict:
-    """``measure``, run again (up to ``--noise-retries`` times) while other work
+    """``measure_once`` again (up to ``--noise-retries`` times) while other work
     on the machine took more than ``--noise-cores``; the quietest run is kept."""
     runs: list[dict] = []
     for attempt in range(args.noise_retries + 1):
-        run = measure(server, scenario, args, logfile)
+        run = measure_once()
         runs.append(run)
         if "failed" in run or run["other_cores"] <= args.noise_cores:
             break
         if attempt < args.noise_retries:
-            log(f"  {server.name}: noisy run ({_progress(run)}); again")
+            log(f"  {name}: noisy run ({progress(run)}); again")
     best = min(runs, key=lambda r: r.get("other_cores", 0.0))
     best["attempts"] = len(runs)
     return best
+
+
+def measure_quietly(
+    server: Server, scenario: Scenario, args: argparse.Namespace, logfile: Path
+) -> dict:
+    """``measure`` the quietest way (see ``quietest``)."""
+    return quietest(lambda: measure(server, scenario, args, logfile), server.name, _progress, args)
+
+
+def interleave(
+    names: list[str],
+    scenario: Scenario,
+    args: argparse.Namespace,
+    measure_one: Callable[[str, int], dict],
+    progress: Callable[[dict], str],
+) -> list[dict]:
+    """Every server once per round, the order rotated each round so no server
+    always follows the same one; ``measure_one(name, round)`` makes a run."""
+    runs = []
+    for round_no in range(args.rounds):
+        shift = round_no % max(len(names), 1)
+        for name in names[shift:] + names[:shift]:
+            run = measure_one(name, round_no + 1)
+            run["round"] = round_no + 1
+            runs.append(run)
+            log(f"[{scenario.name} {round_no + 1}/{args.rounds}] {name}: {progress(run)}")
+    return runs
 
 
 def _progress(run: dict) -> str:
@@ -345,15 +376,18 @@ def collect(args: argparse.Namespace) -> dict:
             + (f" ({SERVERS[name].note(scenario)})" if SERVERS[name].note(scenario) else "")
             for name in runnable
         }
-        for round_no in range(args.rounds):
-            # Rotate the order each round so no server always follows the same one.
-            shift = round_no % max(len(runnable), 1)
-            for name in runnable[shift:] + runnable[:shift]:
-                logfile = args.logs / f"{scenario.name}-{name}-r{round_no + 1}.log"
-                run = measure_quietly(SERVERS[name], scenario, args, logfile)
-                run["round"] = round_no + 1
-                data["runs"].append(run)
-                log(f"[{scenario.name} {round_no + 1}/{args.rounds}] {name}: {_progress(run)}")
+        data["runs"] += interleave(
+            runnable,
+            scenario,
+            args,
+            lambda name, round_no, scenario=scenario: measure_quietly(
+                SERVERS[name],
+                scenario,
+                args,
+                args.logs / f"{scenario.name}-{name}-r{round_no}.log",
+            ),
+            _progress,
+        )
     return data
 
 

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from compare import RunFailed, log, run_wrk, stop_server, tail
+from compare import RunFailed, interleave, log, quietest, run_wrk, stop_server, tail
 from nginx_report import header, render
 from nginx_stack import (
     NGINX,
@@ -194,21 +194,6 @@ def measure(up: Upstream, scenario: Scenario, args: argparse.Namespace, logfile:
     return result
 
 
-def measure_quietly(up: Upstream, scenario: Scenario, args: argparse.Namespace, logfile: Path):
-    """``measure`` again (up to ``--noise-retries`` times) while other work took
-    more than ``--noise-cores``; the quietest run is kept."""
-    runs: list[dict] = []
-    for attempt in range(args.noise_retries + 1):
-        runs.append(measure(up, scenario, args, logfile))
-        if "failed" in runs[-1] or runs[-1]["other_cores"] <= args.noise_cores:
-            break
-        if attempt < args.noise_retries:
-            log(f"  {up.name}: noisy run ({progress(runs[-1])}); again")
-    best = min(runs, key=lambda r: r.get("other_cores", 0.0))
-    best["attempts"] = len(runs)
-    return best
-
-
 def progress(run: dict) -> str:
     if "failed" in run:
         return f"FAILED {run['failed']}"
@@ -281,14 +266,23 @@ def collect(args: argparse.Namespace) -> dict:
             )
             for name in runnable
         }
-        for round_no in range(args.rounds):
-            shift = round_no % max(len(runnable), 1)  # rotate the order each round
-            for name in runnable[shift:] + runnable[:shift]:
-                logfile = args.logs / f"nginx-{scenario.name}-{name}-r{round_no + 1}.log"
-                run = measure_quietly(UPSTREAMS[name], scenario, args, logfile)
-                run["round"] = round_no + 1
-                data["runs"].append(run)
-                log(f"[{scenario.name} {round_no + 1}/{args.rounds}] {name}: {progress(run)}")
+        data["runs"] += interleave(
+            runnable,
+            scenario,
+            args,
+            lambda name, round_no, scenario=scenario: quietest(
+                lambda: measure(
+                    UPSTREAMS[name],
+                    scenario,
+                    args,
+                    args.logs / f"nginx-{scenario.name}-{name}-r{round_no}.log",
+                ),
+                name,
+                progress,
+                args,
+            ),
+            progress,
+        )
     return data
 
 

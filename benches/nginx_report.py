@@ -7,7 +7,7 @@ import argparse
 import statistics
 
 from procstat import read_text
-from report import _cell, machine_header, server_table, summarize
+from report import _cell, machine_header, noisy_runs, server_table, summarize
 from servers import SCENARIOS
 
 TITLE = "## Behind nginx (uwsgi protocol on a unix socket)"
@@ -81,13 +81,7 @@ def notes(results: dict[str, list[dict]], noise_cores: float) -> list[str]:
             out.append(f"{name}: nginx error.log during the load: {' / '.join(logged)}")
         elif runs and all("error_log" in run for run in runs):
             out.append(f"{name}: nginx's error.log stayed empty during the load in every round")
-    noisy = [
-        f"{name} r{i} {run['other_cores']:.2f}"
-        + (f" (best of {run['attempts']})" if run.get("attempts", 1) > 1 else "")
-        for name, runs in results.items()
-        for i, run in enumerate(runs, 1)
-        if run.get("other_cores", 0) > noise_cores
-    ]
+    noisy = noisy_runs(results, noise_cores)
     if noisy:
         out.append("other work on the machine during the run, in cores: " + ", ".join(noisy))
     rss = []

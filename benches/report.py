@@ -120,6 +120,17 @@ def _cell(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def noisy_runs(results: dict[str, list[dict]], noise_cores: float) -> list[str]:
+    """Runs during which other work took more than ``noise_cores``, for the notes."""
+    return [
+        f"{name} r{i} {run['other_cores']:.2f}"
+        + (f" (best of {run['attempts']})" if run.get("attempts", 1) > 1 else "")
+        for name, runs in results.items()
+        for i, run in enumerate(runs, 1)
+        if run.get("other_cores", 0) > noise_cores
+    ]
+
+
 def notes(results: dict[str, list[dict]], noise_cores: float) -> list[str]:
     out = []
     kinds = ("status", "connect", "read", "write", "timeout")
@@ -144,13 +155,7 @@ def notes(results: dict[str, list[dict]], noise_cores: float) -> list[str]:
             )
             why = UWSGI_READ_ERRORS if name == "uwsgi" and read_only else ""
             out.append(f"{name}: wrk errors: {'; '.join(errors)}{why}")
-    noisy = [
-        f"{name} r{i} {run['other_cores']:.2f}"
-        + (f" (best of {run['attempts']})" if run.get("attempts", 1) > 1 else "")
-        for name, runs in results.items()
-        for i, run in enumerate(runs, 1)
-        if run.get("other_cores", 0) > noise_cores
-    ]
+    noisy = noisy_runs(results, noise_cores)
     if noisy:
         out.append(
             "other work on the machine during the run, in cores (less reliable figures): "
