@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+use crate::http::head::RawHead;
 use crate::uwsgi::codec::Vars;
 
 /// The far end of a connection.
@@ -29,6 +30,8 @@ impl std::fmt::Display for Peer {
 pub(crate) enum Head {
     /// Parsed by hyper from HTTP/1.x.
     Http(http::request::Parts),
+    /// A plain HTTP/1.1 head served without hyper (see `http::head`).
+    Raw(RawHead),
     /// The vars block of a uwsgi packet: already CGI variables, set by the proxy.
     Uwsgi { vars: Vars, modifier1: u8 },
 }
@@ -50,6 +53,11 @@ impl Request {
     pub(crate) fn describe(&self) -> String {
         match &self.head {
             Head::Http(parts) => format!("{} {}", parts.method, parts.uri),
+            Head::Raw(head) => format!(
+                "{} {}",
+                String::from_utf8_lossy(head.method()),
+                String::from_utf8_lossy(head.target())
+            ),
             Head::Uwsgi { vars, .. } => format!(
                 "{} {}",
                 String::from_utf8_lossy(vars.get(b"REQUEST_METHOD").unwrap_or(b"?")),

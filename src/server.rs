@@ -11,19 +11,17 @@
 //! taken by this worker if it has a free thread.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Notify};
 
 use crate::config::{Config, ListenerProtocol, Network};
-use crate::http::{self, Connection};
+use crate::http;
 use crate::log;
 use crate::request::Peer;
 use crate::uwsgi;
@@ -63,6 +61,33 @@ impl OpenConnections {
     }
 }
 
+/// Shutdown as a flag plus a wake-up, for connections that check it on every
+/// request: reading an atomic is free, while polling a channel's future each
+/// time costs a lock. A connection registers for the wake-up once, when it
+/// first waits idle, and looks at the flag after that.
+#[derive(Default)]
+pub(crate) struct StopSignal {
+    stopping: AtomicBool,
+    notify: Arc<Notify>,
+}
+
+impl StopSignal {
+    /// Set the flag and wake every registered connection.
+    pub(crate) fn trigger(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// A future that completes at `trigger`, once polled (or enabled).
+    pub(crate) fn wake_up(&self) -> tokio::sync::futures::OwnedNotified {
+        Arc::clone(&self.notify).notified_owned()
+    }
+}
+
 /// Everything an accept loop needs.
 #[derive(Clone)]
 pub(crate) struct Shared {
@@ -71,6 +96,7 @@ pub(crate) struct Shared {
     pub builder: Arc<hyper::server::conn::http1::Builder>,
     pub open: Arc<OpenConnections>,
     pub shutdown: watch::Receiver<bool>,
+    pub stop: Arc<StopSignal>,
 }
 
 /// A bound listener of either socket family.
@@ -303,52 +329,6 @@ async fn serve_http<S>(stream: S, peer: Peer, local: Option<SocketAddr>, shared:
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let connection = Arc::new(Connection::new(
-        Arc::clone(&shared.app),
-        Arc::clone(&shared.config),
-        peer,
-        local,
-    ));
-    let service = service_fn(move |request| http::handle(request, Arc::clone(&connection)));
-    let conn = shared
-        .builder
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let mut shutdown = shared.shutdown.clone();
-    tokio::select! {
-        result = conn.as_mut() => report(result),
-        () = stopped(&mut shutdown) => {
-            conn.as_mut().graceful_shutdown();
-            report(conn.await);
-        }
-    }
+    http::direct::serve(stream, peer, local, shared.clone()).await;
     shared.open.closed();
-}
-
-fn report(result: Result<(), hyper::Error>) {
-    if let Err(error) = result {
-        // Clients that vanish or time out are routine; only protocol-level
-        // surprises are worth a line.
-        let routine = error.is_incomplete_message()
-            || error.is_canceled()
-            || error.is_closed()
-            || error.is_timeout()
-            || error.is_user()
-            || is_io_reset(&error);
-        if !routine {
-            log::warning(&format!("connection error: {error}"));
-        }
-    }
-}
-
-fn is_io_reset(error: &hyper::Error) -> bool {
-    use std::error::Error as _;
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if cause.downcast_ref::<std::io::Error>().is_some() {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
 }

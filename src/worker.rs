@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::config::{Address, Config, ListenerProtocol};
 use crate::log;
-use crate::server::{self, Listener, OpenConnections, Shared};
+use crate::server::{self, Listener, OpenConnections, Shared, StopSignal};
 use crate::wsgi::{python_thread, WsgiApp};
 
 #[cfg(not(tokio_unstable))]
@@ -171,6 +171,7 @@ fn serve(spec: WorkerSpec, app: Arc<WsgiApp>, boot_handlers: Vec<signal_hook::Si
     let listeners = spec.listeners;
     let code = runtime.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let stop = Arc::new(StopSignal::default());
         let open = Arc::new(OpenConnections::default());
         let shared = Shared {
             app,
@@ -178,6 +179,7 @@ fn serve(spec: WorkerSpec, app: Arc<WsgiApp>, boot_handlers: Vec<signal_hook::Si
             config: Arc::clone(&config),
             open: Arc::clone(&open),
             shutdown: stop_rx,
+            stop: Arc::clone(&stop),
         };
         let (Ok(mut terminate), Ok(mut interrupt), Ok(mut quit)) = (
             signal(SignalKind::terminate()),
@@ -211,6 +213,7 @@ fn serve(spec: WorkerSpec, app: Arc<WsgiApp>, boot_handlers: Vec<signal_hook::Si
             _ = quit.recv() => return 0,
         }
         let _ = stop_tx.send(true);
+        stop.trigger();
         for accept_loop in accept_loops {
             let _ = accept_loop.await;
         }

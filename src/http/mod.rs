@@ -1,6 +1,12 @@
-//! HTTP/1.1 through hyper: the connection builder with our limits, reading the
+//! HTTP/1.1: plain requests served directly (`direct`), everything else
+//! through hyper — the connection builder with our limits, reading the
 //! request body before the app is called, and turning hyper's types into a
 //! `Request` for the WSGI bridge.
+
+pub(crate) mod direct;
+pub(crate) mod head;
+pub(crate) mod response;
+pub(crate) mod rewind;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,12 +19,15 @@ use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioTimer;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::{Config, MAX_HEADERS, MAX_HEAD_BYTES};
 use crate::discard::DiscardBudget;
 use crate::log;
 use crate::request::{Head, Peer, Request};
+use crate::server::{stopped, Shared};
 use crate::wsgi::environ::PeerStrings;
 use crate::wsgi::output::ResponseBody;
 use crate::wsgi::{plain_response, WsgiApp};
@@ -206,4 +215,62 @@ pub(crate) async fn handle(
         .strings
         .get_or_init(|| WsgiApp::peer_strings(&request));
     Ok(connection.app.call(&request, Some(strings)))
+}
+
+/// Serve a connection through hyper until it closes, with graceful shutdown.
+pub(crate) async fn serve_hyper<S>(
+    stream: S,
+    peer: Peer,
+    local: Option<SocketAddr>,
+    shared: &Shared,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = Arc::new(Connection::new(
+        Arc::clone(&shared.app),
+        Arc::clone(&shared.config),
+        peer,
+        local,
+    ));
+    let service = service_fn(move |request| handle(request, Arc::clone(&connection)));
+    let conn = shared
+        .builder
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let mut shutdown = shared.shutdown.clone();
+    tokio::select! {
+        result = conn.as_mut() => report(result),
+        () = stopped(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            report(conn.await);
+        }
+    }
+}
+
+fn report(result: Result<(), hyper::Error>) {
+    if let Err(error) = result {
+        // Clients that vanish or time out are routine; only protocol-level
+        // surprises are worth a line.
+        let routine = error.is_incomplete_message()
+            || error.is_canceled()
+            || error.is_closed()
+            || error.is_timeout()
+            || error.is_user()
+            || is_io_reset(&error);
+        if !routine {
+            log::warning(&format!("connection error: {error}"));
+        }
+    }
+}
+
+fn is_io_reset(error: &hyper::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if cause.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }

@@ -13,6 +13,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
 use crate::config::Config;
+use crate::http::head::RawHead;
 use crate::request::{percent_decode, Head, Peer, Request};
 use crate::uwsgi::codec::{Vars, MODIFIER_STRIP_SCRIPT_NAME};
 use crate::wsgi::file_wrapper::FileWrapper;
@@ -62,6 +63,8 @@ thread_local! {
     /// nearly every request repeats its connection's (or its site's) Host.
     static LAST_HOST: RefCell<Option<HostStrings>> = const { RefCell::new(None) };
     static VAR_KEYS: RefCell<FxMap<Vec<u8>, Py<PyString>>> = RefCell::new(FxMap::default());
+    /// `HTTP_*` keys by header name as clients spell it (directly served requests).
+    static RAW_HEADER_KEYS: RefCell<FxMap<Box<[u8]>, Py<PyString>>> = RefCell::new(FxMap::default());
 }
 
 /// The part of every environ that is the same for all requests of a worker.
@@ -256,7 +259,7 @@ impl EnvironTemplate {
         peer: Option<&PeerStrings>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let base = match request.head {
-            Head::Http(_) => &self.http,
+            Head::Http(_) | Head::Raw(_) => &self.http,
             Head::Uwsgi { .. } => &self.uwsgi,
         };
         let environ = base.bind(py).copy()?;
@@ -264,6 +267,10 @@ impl EnvironTemplate {
             (Head::Http(head), Some(peer)) => fill_http(py, &environ, head, request, peer)?,
             (Head::Http(head), None) => {
                 fill_http(py, &environ, head, request, &PeerStrings::new(py, request))?;
+            }
+            (Head::Raw(head), Some(peer)) => fill_raw(py, &environ, head, peer)?,
+            (Head::Raw(head), None) => {
+                fill_raw(py, &environ, head, &PeerStrings::new(py, request))?;
             }
             (Head::Uwsgi { vars, modifier1 }, _) => fill_uwsgi(py, &environ, vars, *modifier1)?,
         }
@@ -394,6 +401,125 @@ fn fill_http(
         )?;
     }
     Ok(())
+}
+
+fn raw_method<'py>(py: Python<'py>, method: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    let interned = match method {
+        b"GET" => intern!(py, "GET"),
+        b"POST" => intern!(py, "POST"),
+        b"HEAD" => intern!(py, "HEAD"),
+        b"PUT" => intern!(py, "PUT"),
+        b"DELETE" => intern!(py, "DELETE"),
+        b"PATCH" => intern!(py, "PATCH"),
+        b"OPTIONS" => intern!(py, "OPTIONS"),
+        _ => return latin1_str(py, method),
+    };
+    Ok(interned.clone())
+}
+
+fn raw_header_key<'py>(py: Python<'py>, name: &[u8]) -> Bound<'py, PyString> {
+    RAW_HEADER_KEYS.with(|cache| {
+        if let Some(key) = cache.borrow().get(name) {
+            return key.bind(py).clone();
+        }
+        let mut text = String::with_capacity(5 + name.len());
+        text.push_str("HTTP_");
+        // Header names are tokens (ASCII), checked by the parser.
+        text.extend(name.iter().map(|&byte| {
+            if byte == b'-' {
+                '_'
+            } else {
+                char::from(byte.to_ascii_uppercase())
+            }
+        }));
+        let key = PyString::intern(py, &text);
+        let mut cache = cache.borrow_mut();
+        if cache.len() < HEADER_KEY_CACHE {
+            cache.insert(name.into(), key.clone().unbind());
+        }
+        key
+    })
+}
+
+/// The headers of a directly served request, as `set_headers` does for
+/// hyper's: repeated names joined with ", " (wherever they appear), names
+/// with "_" dropped.
+fn set_raw_headers(py: Python<'_>, environ: &Bound<'_, PyDict>, head: &RawHead) -> PyResult<()> {
+    let fields: Vec<(&[u8], &[u8])> = head.fields().collect();
+    for (index, &(name, value)) in fields.iter().enumerate() {
+        if name.contains(&b'_')
+            || fields[..index]
+                .iter()
+                .any(|(earlier, _)| earlier.eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        let mut joined: Option<Vec<u8>> = None;
+        for (other, more) in &fields[index + 1..] {
+            if other.eq_ignore_ascii_case(name) {
+                let buffer = joined.get_or_insert_with(|| value.to_vec());
+                buffer.extend_from_slice(b", ");
+                buffer.extend_from_slice(more);
+            }
+        }
+        let value = latin1_str(py, joined.as_deref().unwrap_or(value))?;
+        if name.eq_ignore_ascii_case(b"content-type") {
+            environ.set_item(intern!(py, "CONTENT_TYPE"), value)?;
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            environ.set_item(intern!(py, "CONTENT_LENGTH"), value)?;
+        } else {
+            environ.set_item(raw_header_key(py, name), value)?;
+        }
+    }
+    Ok(())
+}
+
+/// The environ of a directly served request (see `http::head`): the same
+/// keys and values `fill_http` makes from hyper's parse.
+fn fill_raw(
+    py: Python<'_>,
+    environ: &Bound<'_, PyDict>,
+    head: &RawHead,
+    peer: &PeerStrings,
+) -> PyResult<()> {
+    environ.set_item(
+        intern!(py, "REQUEST_METHOD"),
+        raw_method(py, head.method())?,
+    )?;
+    let target = head.target();
+    let (path, query) = match target.iter().position(|&byte| byte == b'?') {
+        Some(at) => (&target[..at], &target[at + 1..]),
+        None => (target, &b""[..]),
+    };
+    let path_info = if path.contains(&b'%') {
+        latin1_str(py, &percent_decode(path))?
+    } else {
+        latin1_str(py, path)?
+    };
+    environ.set_item(intern!(py, "PATH_INFO"), path_info)?;
+    environ.set_item(intern!(py, "QUERY_STRING"), latin1_str(py, query)?)?;
+    let raw_uri = latin1_str(py, target)?;
+    environ.set_item(intern!(py, "RAW_URI"), &raw_uri)?;
+    environ.set_item(intern!(py, "REQUEST_URI"), raw_uri)?;
+    environ.set_item(intern!(py, "SERVER_PROTOCOL"), intern!(py, "HTTP/1.1"))?;
+    environ.set_item(intern!(py, "REMOTE_ADDR"), peer.remote_addr.bind(py))?;
+    environ.set_item(intern!(py, "REMOTE_PORT"), peer.remote_port.bind(py))?;
+    let host = head
+        .get(b"host")
+        .filter(|host| {
+            host.iter()
+                .all(|&byte| byte == b'\t' || (b' '..=b'~').contains(&byte))
+        })
+        .and_then(|host| std::str::from_utf8(host).ok());
+    if let Some(host) = host {
+        let (name, port) = server_name_and_port(py, host);
+        environ.set_item(intern!(py, "SERVER_NAME"), name)?;
+        environ.set_item(intern!(py, "SERVER_PORT"), port)?;
+    } else {
+        environ.set_item(intern!(py, "SERVER_NAME"), peer.local_addr.bind(py))?;
+        environ.set_item(intern!(py, "SERVER_PORT"), peer.local_port.bind(py))?;
+    }
+    set_raw_headers(py, environ, head)
 }
 
 /// The connection's address strings, made once per connection and reused by its requests.
