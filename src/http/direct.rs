@@ -33,7 +33,7 @@ use crate::discard::DiscardBudget;
 use crate::request::{Head, Peer, Request};
 use crate::server::Shared;
 use crate::wsgi::environ::PeerStrings;
-use crate::wsgi::{plain_response, WsgiApp};
+use crate::wsgi::plain_response;
 
 /// Bytes asked of the socket per read while waiting for a head.
 const READ_SIZE: usize = 8 * 1024;
@@ -228,7 +228,7 @@ where
         let app = &self.shared.app;
         let strings = self
             .strings
-            .get_or_insert_with(|| WsgiApp::peer_strings(&request));
+            .get_or_insert_with(|| app.peer_strings(&request));
         let answer = app.call(&request, Some(strings));
         drop(request);
         let keep_alive = !close && !self.shared.stop.is_set();

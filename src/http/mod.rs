@@ -213,7 +213,7 @@ pub(crate) async fn handle(
     };
     let strings = connection
         .strings
-        .get_or_init(|| WsgiApp::peer_strings(&request));
+        .get_or_init(|| connection.app.peer_strings(&request));
     Ok(connection.app.call(&request, Some(strings)))
 }
 

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName, Method, Version};
 use pyo3::prelude::*;
@@ -105,16 +106,16 @@ fn constant_keys<'py>(py: Python<'py>, config: &Config) -> PyResult<Bound<'py, P
     base.set_item("wsgi.run_once", false)?;
     base.set_item("wsgi.input_terminated", true)?;
     base.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+    // Requests without a body share one empty input: it has nothing to read,
+    // so it has no state to share, and most requests skip making one.
+    base.set_item("wsgi.input", Bound::new(py, Input::new(Bytes::new()))?)?;
     Ok(base)
 }
 
 /// Make a `str` from bytes the way PEP 3333 asks: each byte one latin-1 character.
+/// (CPython's latin-1 decoder is a scan and a copy: cheaper than checking for
+/// UTF-8 or ASCII first.)
 pub(crate) fn latin1_str<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyString>> {
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        if text.is_ascii() {
-            return Ok(PyString::new(py, text));
-        }
-    }
     let length = isize::try_from(bytes.len()).map_err(|_| PyErr::fetch(py))?;
     // SAFETY: the pointer and length describe `bytes`, alive for the call; the
     // result is a new reference or NULL with an exception set.
@@ -234,8 +235,13 @@ impl EnvironTemplate {
     pub(crate) fn new(py: Python<'_>, config: &Config) -> PyResult<Self> {
         let http = constant_keys(py, config)?;
         for key in HTTP_REQUEST_KEYS {
-            http.set_item(key, "")?;
+            if http.get_item(key)?.is_none() {
+                http.set_item(key, "")?;
+            }
         }
+        // The usual values: requests served directly set these only when they differ.
+        http.set_item("REQUEST_METHOD", "GET")?;
+        http.set_item("SERVER_PROTOCOL", "HTTP/1.1")?;
         // A dict copy keeps its source's table size when few of its entries
         // are deleted ones (CPython's PyDict_Copy fast path): growing the
         // template and deleting the extra keys leaves spare room in every copy.
@@ -251,6 +257,23 @@ impl EnvironTemplate {
         })
     }
 
+    /// A connection's cached strings, made on its first request; for a
+    /// directly served one also its own environ template.
+    pub(crate) fn peer_strings(&self, py: Python<'_>, request: &Request) -> PyResult<PeerStrings> {
+        let mut strings = PeerStrings::new(py, request);
+        if let Head::Raw(head) = &request.head {
+            let environ = self.http.bind(py).copy()?;
+            environ.set_item(intern!(py, "REMOTE_ADDR"), strings.remote_addr.bind(py))?;
+            environ.set_item(intern!(py, "REMOTE_PORT"), strings.remote_port.bind(py))?;
+            let host = set_server_keys(py, &environ, head, &strings)?;
+            strings.connection = Some(ConnectionTemplate {
+                environ: environ.unbind(),
+                host: host.map(Into::into),
+            });
+        }
+        Ok(strings)
+    }
+
     /// The environ for one request; `peer` is the connection's cached strings (HTTP only).
     pub(crate) fn build<'py>(
         &self,
@@ -258,9 +281,13 @@ impl EnvironTemplate {
         request: &Request,
         peer: Option<&PeerStrings>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let base = match request.head {
-            Head::Http(_) | Head::Raw(_) => &self.http,
-            Head::Uwsgi { .. } => &self.uwsgi,
+        let base = match (
+            &request.head,
+            peer.and_then(|peer| peer.connection.as_ref()),
+        ) {
+            (Head::Raw(_), Some(connection)) => &connection.environ,
+            (Head::Http(_) | Head::Raw(_), _) => &self.http,
+            (Head::Uwsgi { .. }, _) => &self.uwsgi,
         };
         let environ = base.bind(py).copy()?;
         match (&request.head, peer) {
@@ -274,8 +301,10 @@ impl EnvironTemplate {
             }
             (Head::Uwsgi { vars, modifier1 }, _) => fill_uwsgi(py, &environ, vars, *modifier1)?,
         }
-        let input = Bound::new(py, Input::new(request.body.clone()))?;
-        environ.set_item(intern!(py, "wsgi.input"), input)?;
+        if !request.body.is_empty() {
+            let input = Bound::new(py, Input::new(request.body.clone()))?;
+            environ.set_item(intern!(py, "wsgi.input"), input)?;
+        }
         Ok(environ)
     }
 }
@@ -474,6 +503,32 @@ fn set_raw_headers(py: Python<'_>, environ: &Bound<'_, PyDict>, head: &RawHead) 
     Ok(())
 }
 
+/// SERVER_NAME and SERVER_PORT from the Host header (or the listener's
+/// address without one); returns the Host header used.
+fn set_server_keys<'a>(
+    py: Python<'_>,
+    environ: &Bound<'_, PyDict>,
+    head: &'a RawHead,
+    peer: &PeerStrings,
+) -> PyResult<Option<&'a [u8]>> {
+    let host = head.get(b"host");
+    let text = host
+        .filter(|host| {
+            host.iter()
+                .all(|&byte| byte == b'\t' || (b' '..=b'~').contains(&byte))
+        })
+        .and_then(|host| std::str::from_utf8(host).ok());
+    if let Some(text) = text {
+        let (name, port) = server_name_and_port(py, text);
+        environ.set_item(intern!(py, "SERVER_NAME"), name)?;
+        environ.set_item(intern!(py, "SERVER_PORT"), port)?;
+    } else {
+        environ.set_item(intern!(py, "SERVER_NAME"), peer.local_addr.bind(py))?;
+        environ.set_item(intern!(py, "SERVER_PORT"), peer.local_port.bind(py))?;
+    }
+    Ok(host)
+}
+
 /// The environ of a directly served request (see `http::head`): the same
 /// keys and values `fill_http` makes from hyper's parse.
 fn fill_raw(
@@ -482,10 +537,10 @@ fn fill_raw(
     head: &RawHead,
     peer: &PeerStrings,
 ) -> PyResult<()> {
-    environ.set_item(
-        intern!(py, "REQUEST_METHOD"),
-        raw_method(py, head.method())?,
-    )?;
+    let method = head.method();
+    if method != b"GET" {
+        environ.set_item(intern!(py, "REQUEST_METHOD"), raw_method(py, method)?)?;
+    }
     let target = head.target();
     let (path, query) = match target.iter().position(|&byte| byte == b'?') {
         Some(at) => (&target[..at], &target[at + 1..]),
@@ -497,27 +552,23 @@ fn fill_raw(
         latin1_str(py, path)?
     };
     environ.set_item(intern!(py, "PATH_INFO"), path_info)?;
-    environ.set_item(intern!(py, "QUERY_STRING"), latin1_str(py, query)?)?;
+    if !query.is_empty() {
+        environ.set_item(intern!(py, "QUERY_STRING"), latin1_str(py, query)?)?;
+    }
     let raw_uri = latin1_str(py, target)?;
     environ.set_item(intern!(py, "RAW_URI"), &raw_uri)?;
     environ.set_item(intern!(py, "REQUEST_URI"), raw_uri)?;
-    environ.set_item(intern!(py, "SERVER_PROTOCOL"), intern!(py, "HTTP/1.1"))?;
-    environ.set_item(intern!(py, "REMOTE_ADDR"), peer.remote_addr.bind(py))?;
-    environ.set_item(intern!(py, "REMOTE_PORT"), peer.remote_port.bind(py))?;
-    let host = head
-        .get(b"host")
-        .filter(|host| {
-            host.iter()
-                .all(|&byte| byte == b'\t' || (b' '..=b'~').contains(&byte))
-        })
-        .and_then(|host| std::str::from_utf8(host).ok());
-    if let Some(host) = host {
-        let (name, port) = server_name_and_port(py, host);
-        environ.set_item(intern!(py, "SERVER_NAME"), name)?;
-        environ.set_item(intern!(py, "SERVER_PORT"), port)?;
-    } else {
-        environ.set_item(intern!(py, "SERVER_NAME"), peer.local_addr.bind(py))?;
-        environ.set_item(intern!(py, "SERVER_PORT"), peer.local_port.bind(py))?;
+    match &peer.connection {
+        Some(connection) => {
+            if head.get(b"host") != connection.host.as_deref() {
+                set_server_keys(py, environ, head, peer)?;
+            }
+        }
+        None => {
+            environ.set_item(intern!(py, "REMOTE_ADDR"), peer.remote_addr.bind(py))?;
+            environ.set_item(intern!(py, "REMOTE_PORT"), peer.remote_port.bind(py))?;
+            set_server_keys(py, environ, head, peer)?;
+        }
     }
     set_raw_headers(py, environ, head)
 }
@@ -528,6 +579,16 @@ pub(crate) struct PeerStrings {
     remote_port: Py<PyString>,
     local_addr: Py<PyString>,
     local_port: Py<PyString>,
+    /// For directly served connections: the worker's template with this
+    /// connection's REMOTE_* and its first Host's SERVER_* already set, so
+    /// each request copies them instead of setting four keys.
+    connection: Option<ConnectionTemplate>,
+}
+
+/// A per-connection environ template and the Host header it was made for.
+struct ConnectionTemplate {
+    environ: Py<PyDict>,
+    host: Option<Box<[u8]>>,
 }
 
 impl PeerStrings {
@@ -546,6 +607,7 @@ impl PeerStrings {
             remote_port: text(remote_port),
             local_addr: text(local_addr),
             local_port: text(local_port),
+            connection: None,
         }
     }
 }

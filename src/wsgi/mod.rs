@@ -63,8 +63,12 @@ impl WsgiApp {
     }
 
     /// Address strings for a connection's requests; made on its first request.
-    pub(crate) fn peer_strings(request: &Request) -> PeerStrings {
-        Python::attach(|py| PeerStrings::new(py, request))
+    pub(crate) fn peer_strings(&self, request: &Request) -> PeerStrings {
+        Python::attach(|py| {
+            self.environ
+                .peer_strings(py, request)
+                .unwrap_or_else(|_| PeerStrings::new(py, request))
+        })
     }
 
     /// Run the app for one request. Never fails: app errors become a logged 500.
