@@ -180,7 +180,7 @@ pub(crate) async fn handle(
         if !expects_continue {
             discard_body(&mut body, connection.config.body_timeout).await;
         }
-        return Ok(plain_response(StatusCode::PAYLOAD_TOO_LARGE, true));
+        return Ok(plain_response(StatusCode::PAYLOAD_TOO_LARGE, true).into_http());
     }
     let body = match read_body(
         &mut body,
@@ -201,7 +201,7 @@ pub(crate) async fn handle(
                 }
                 BodyReadError::Timeout => {}
             }
-            return Ok(plain_response(error.status(), true));
+            return Ok(plain_response(error.status(), true).into_http());
         }
     };
     let request = Request {
@@ -214,7 +214,7 @@ pub(crate) async fn handle(
     let strings = connection
         .strings
         .get_or_init(|| connection.app.peer_strings(&request));
-    Ok(connection.app.call(&request, Some(strings)))
+    Ok(connection.app.call(&request, Some(strings)).into_http())
 }
 
 /// Serve a connection through hyper until it closes, with graceful shutdown.

@@ -9,11 +9,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
-use http::{Response, StatusCode};
+use http::StatusCode;
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use crate::wsgi::app_response::AppResponse;
 use crate::wsgi::output::ResponseBody;
 
 /// Complete bodies up to this size go out in the head's write.
@@ -87,29 +88,18 @@ fn push_length(head: &mut BytesMut, length: u64) {
 
 /// Encode `response` for a request that was `HEAD` or not; `keep_alive`
 /// says whether the connection may go on (the app can still close it).
-pub(crate) fn encode(
-    response: Response<ResponseBody>,
-    is_head: bool,
-    mut keep_alive: bool,
-) -> Encoded {
-    let status = response.status();
-    let reason: &[u8] = response
-        .extensions()
-        .get::<hyper::ext::ReasonPhrase>()
-        .map_or_else(
-            || status.canonical_reason().unwrap_or("Unknown").as_bytes(),
-            hyper::ext::ReasonPhrase::as_bytes,
-        );
+pub(crate) fn encode(response: AppResponse, is_head: bool, mut keep_alive: bool) -> Encoded {
+    let status = response.status;
     let mut head = BytesMut::with_capacity(256);
     head.extend_from_slice(b"HTTP/1.1 ");
     head.extend_from_slice(status.as_str().as_bytes());
     head.extend_from_slice(b" ");
-    head.extend_from_slice(reason);
+    head.extend_from_slice(response.reason_phrase());
     head.extend_from_slice(b"\r\n");
     let mut declared: Option<u64> = None;
     let mut has_date = false;
     let mut has_connection = false;
-    for (name, value) in response.headers() {
+    for (name, value) in &response.headers {
         if name == TRANSFER_ENCODING {
             // Hop-by-hop (PEP 3333 forbids it from apps): the framing is ours.
             continue;
@@ -139,7 +129,7 @@ pub(crate) fn encode(
     if !has_date {
         push_date(&mut head);
     }
-    let body = response.into_body();
+    let body = response.body;
     let framing = if !status_allows_body(status) {
         Framing::Bodiless
     } else if let Some(length) = declared {
@@ -301,12 +291,26 @@ fn head_text(encoded: &Encoded) -> String {
 #[cfg(test)]
 mod tests {
     use super::{encode, head_text, Framing};
+    use crate::wsgi::app_response::AppResponse;
     use crate::wsgi::output::ResponseBody;
     use bytes::Bytes;
-    use http::{HeaderValue, Response, StatusCode};
+    use http::{HeaderName, HeaderValue, StatusCode};
 
-    fn response(body: &'static [u8]) -> Response<ResponseBody> {
-        Response::new(ResponseBody::full(Bytes::from_static(body)))
+    fn response(body: &'static [u8]) -> AppResponse {
+        AppResponse {
+            status: StatusCode::OK,
+            reason: None,
+            headers: Vec::new(),
+            body: ResponseBody::full(Bytes::from_static(body)),
+        }
+    }
+
+    fn with(mut response: AppResponse, name: &'static str, value: &'static str) -> AppResponse {
+        response.headers.push((
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ));
+        response
     }
 
     #[test]
@@ -329,15 +333,10 @@ mod tests {
 
     #[test]
     fn declared_length_wins_and_a_short_body_closes() {
-        let mut short = response(b"abc");
-        short
-            .headers_mut()
-            .insert("content-length", HeaderValue::from_static("10"));
+        let short = with(response(b"abc"), "content-length", "10");
         let encoded = encode(short, false, true);
         assert!(!encoded.keep_alive);
-        let mut long = response(b"abcdef");
-        long.headers_mut()
-            .insert("content-length", HeaderValue::from_static("2"));
+        let long = with(response(b"abcdef"), "content-length", "2");
         let encoded = encode(long, false, true);
         let text = head_text(&encoded);
         assert!(text.contains("\r\ncontent-length: 2\r\n"), "{text}");
@@ -348,7 +347,7 @@ mod tests {
     #[test]
     fn no_body_and_no_length_for_204() {
         let mut empty = response(b"");
-        *empty.status_mut() = StatusCode::NO_CONTENT;
+        empty.status = StatusCode::NO_CONTENT;
         let text = head_text(&encode(empty, false, true));
         assert!(!text.contains("content-length"), "{text}");
     }
@@ -357,10 +356,7 @@ mod tests {
     fn closing_connections_say_so_once() {
         let text = head_text(&encode(response(b"x"), false, false));
         assert_eq!(text.matches("connection: close").count(), 1, "{text}");
-        let mut app_closes = response(b"x");
-        app_closes
-            .headers_mut()
-            .insert("connection", HeaderValue::from_static("close"));
+        let app_closes = with(response(b"x"), "connection", "close");
         let encoded = encode(app_closes, false, true);
         assert!(!encoded.keep_alive);
         assert_eq!(head_text(&encoded).matches("connection").count(), 1);

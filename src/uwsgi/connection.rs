@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{Response, StatusCode};
+use http::StatusCode;
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -18,6 +18,7 @@ use crate::discard::DiscardBudget;
 use crate::log;
 use crate::request::{Head, Peer, Request};
 use crate::server::{stopped, Shared};
+use crate::wsgi::app_response::AppResponse;
 use crate::wsgi::output::ResponseBody;
 use crate::wsgi::plain_response;
 
@@ -342,19 +343,9 @@ fn status_allows_body(status: StatusCode) -> bool {
 }
 
 /// The status line and headers, as nginx's uwsgi module expects them.
-fn encode_head(
-    response: &Response<ResponseBody>,
-    protocol: &[u8],
-    content_length: Option<u64>,
-) -> BytesMut {
-    let status = response.status();
-    let reason: &[u8] = response
-        .extensions()
-        .get::<hyper::ext::ReasonPhrase>()
-        .map_or_else(
-            || status.canonical_reason().unwrap_or("Unknown").as_bytes(),
-            hyper::ext::ReasonPhrase::as_bytes,
-        );
+fn encode_head(response: &AppResponse, protocol: &[u8], content_length: Option<u64>) -> BytesMut {
+    let status = response.status;
+    let reason = response.reason_phrase();
     let mut head = BytesMut::with_capacity(256);
     head.extend_from_slice(protocol);
     head.extend_from_slice(b" ");
@@ -362,7 +353,7 @@ fn encode_head(
     head.extend_from_slice(b" ");
     head.extend_from_slice(reason);
     head.extend_from_slice(b"\r\n");
-    for (name, value) in response.headers() {
+    for (name, value) in &response.headers {
         head.extend_from_slice(name.as_str().as_bytes());
         head.extend_from_slice(b": ");
         head.extend_from_slice(value.as_bytes());
@@ -380,22 +371,20 @@ fn encode_head(
 /// Encode the status line and headers, with the body too when it is small
 /// and complete; the body still to stream is returned beside.
 fn prepare_response(
-    response: Response<ResponseBody>,
+    response: AppResponse,
     is_head: bool,
     protocol: &[u8],
 ) -> (BytesMut, Option<ResponseBody>) {
-    let send_body = !is_head && status_allows_body(response.status());
-    let has_length = response
-        .headers()
-        .contains_key(http::header::CONTENT_LENGTH);
-    let exact = response.body().size_hint().exact();
-    let content_length = if has_length || !status_allows_body(response.status()) {
+    let send_body = !is_head && status_allows_body(response.status);
+    let has_length = response.has_header(&http::header::CONTENT_LENGTH);
+    let exact = response.body.size_hint().exact();
+    let content_length = if has_length || !status_allows_body(response.status) {
         None
     } else {
         exact
     };
     let mut head = encode_head(&response, protocol, content_length);
-    let body = response.into_body();
+    let body = response.body;
     if !send_body {
         return (head, None);
     }
@@ -433,16 +422,21 @@ mod tests {
 
     #[test]
     fn encodes_status_headers_and_length() {
-        let mut response = Response::new(ResponseBody::full(Bytes::from_static(b"hi")));
-        response
-            .headers_mut()
-            .insert("content-type", http::HeaderValue::from_static("text/plain"));
+        let mut response = AppResponse {
+            status: StatusCode::OK,
+            reason: None,
+            headers: vec![(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain"),
+            )],
+            body: ResponseBody::full(Bytes::from_static(b"hi")),
+        };
         let head = encode_head(&response, b"HTTP/1.1", Some(2));
         assert_eq!(
             &head[..],
             b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\n"
         );
-        *response.status_mut() = StatusCode::from_u16(299).unwrap();
+        response.status = StatusCode::from_u16(299).unwrap();
         let head = encode_head(&response, b"HTTP/1.0", None);
         assert!(head.starts_with(b"HTTP/1.0 299 Unknown\r\n"));
     }

@@ -9,6 +9,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName, Method, Version};
+use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
@@ -269,6 +270,7 @@ impl EnvironTemplate {
             strings.connection = Some(ConnectionTemplate {
                 environ: environ.unbind(),
                 host: host.map(Into::into),
+                recent: Mutex::default(),
             });
         }
         Ok(strings)
@@ -470,10 +472,72 @@ fn raw_header_key<'py>(py: Python<'py>, name: &[u8]) -> Bound<'py, PyString> {
     })
 }
 
+/// A connection's last request's header fields as Python strings: clients
+/// repeat most of them on every request of a connection (Host, User-Agent,
+/// Accept..., cookies), and reusing the strings skips decoding, allocating
+/// and freeing them again (and the key lookup).
+#[derive(Default)]
+struct RecentFields {
+    fields: Vec<Option<RecentField>>,
+    bytes: usize,
+}
+
+struct RecentField {
+    name: Box<[u8]>,
+    value: Box<[u8]>,
+    key: Py<PyString>,
+    text: Py<PyString>,
+}
+
+/// Bytes of header text one connection remembers.
+const RECENT_FIELD_BYTES: usize = 8 * 1024;
+
+impl RecentFields {
+    fn get(&self, index: usize, name: &[u8], value: &[u8]) -> Option<&RecentField> {
+        self.fields
+            .get(index)?
+            .as_ref()
+            .filter(|field| *field.name == *name && *field.value == *value)
+    }
+
+    fn remember(
+        &mut self,
+        index: usize,
+        field: (&[u8], &[u8]),
+        key: &Bound<'_, PyString>,
+        text: &Bound<'_, PyString>,
+    ) {
+        if index >= self.fields.len() {
+            self.fields.resize_with(index + 1, || None);
+        }
+        if let Some(old) = self.fields[index].take() {
+            self.bytes -= old.name.len() + old.value.len();
+        }
+        let (name, value) = field;
+        let size = name.len() + value.len();
+        if self.bytes + size > RECENT_FIELD_BYTES {
+            return;
+        }
+        self.bytes += size;
+        self.fields[index] = Some(RecentField {
+            name: name.into(),
+            value: value.into(),
+            key: key.clone().unbind(),
+            text: text.clone().unbind(),
+        });
+    }
+}
+
 /// The headers of a directly served request, as `set_headers` does for
 /// hyper's: repeated names joined with ", " (wherever they appear), names
-/// with "_" dropped.
-fn set_raw_headers(py: Python<'_>, environ: &Bound<'_, PyDict>, head: &RawHead) -> PyResult<()> {
+/// with "_" dropped. `recent` is the connection's memory of its last request.
+fn set_raw_headers(
+    py: Python<'_>,
+    environ: &Bound<'_, PyDict>,
+    head: &RawHead,
+    recent: Option<&Mutex<RecentFields>>,
+) -> PyResult<()> {
+    let mut recent = recent.map(Mutex::lock);
     let fields: Vec<(&[u8], &[u8])> = head.fields().collect();
     for (index, &(name, value)) in fields.iter().enumerate() {
         if name.contains(&b'_')
@@ -491,13 +555,25 @@ fn set_raw_headers(py: Python<'_>, environ: &Bound<'_, PyDict>, head: &RawHead) 
                 buffer.extend_from_slice(more);
             }
         }
-        let value = latin1_str(py, joined.as_deref().unwrap_or(value))?;
-        if name.eq_ignore_ascii_case(b"content-type") {
-            environ.set_item(intern!(py, "CONTENT_TYPE"), value)?;
+        if joined.is_none() {
+            if let Some(known) = recent.as_ref().and_then(|r| r.get(index, name, value)) {
+                environ.set_item(known.key.bind(py), known.text.bind(py))?;
+                continue;
+            }
+        }
+        let text = latin1_str(py, joined.as_deref().unwrap_or(value))?;
+        let key = if name.eq_ignore_ascii_case(b"content-type") {
+            intern!(py, "CONTENT_TYPE").clone()
         } else if name.eq_ignore_ascii_case(b"content-length") {
-            environ.set_item(intern!(py, "CONTENT_LENGTH"), value)?;
+            intern!(py, "CONTENT_LENGTH").clone()
         } else {
-            environ.set_item(raw_header_key(py, name), value)?;
+            raw_header_key(py, name)
+        };
+        environ.set_item(&key, &text)?;
+        if joined.is_none() {
+            if let Some(recent) = recent.as_mut() {
+                recent.remember(index, (name, value), &key, &text);
+            }
         }
     }
     Ok(())
@@ -570,7 +646,11 @@ fn fill_raw(
             set_server_keys(py, environ, head, peer)?;
         }
     }
-    set_raw_headers(py, environ, head)
+    let recent = peer
+        .connection
+        .as_ref()
+        .map(|connection| &connection.recent);
+    set_raw_headers(py, environ, head, recent)
 }
 
 /// The connection's address strings, made once per connection and reused by its requests.
@@ -589,6 +669,7 @@ pub(crate) struct PeerStrings {
 struct ConnectionTemplate {
     environ: Py<PyDict>,
     host: Option<Box<[u8]>>,
+    recent: Mutex<RecentFields>,
 }
 
 impl PeerStrings {

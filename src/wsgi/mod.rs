@@ -3,6 +3,7 @@
 //! just for the app call and the first body chunk, and hands back a response
 //! whose remaining body is pulled lazily as the socket drains.
 
+pub(crate) mod app_response;
 pub(crate) mod environ;
 pub(crate) mod file_wrapper;
 pub(crate) mod input;
@@ -10,13 +11,14 @@ pub(crate) mod output;
 pub(crate) mod python_thread;
 pub(crate) mod start_response;
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::os::fd::BorrowedFd;
 
 use bytes::{Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
-use http::{HeaderValue, Response, StatusCode};
+use http::StatusCode;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
@@ -24,6 +26,7 @@ use crate::capacity::Capacity;
 use crate::config::Config;
 use crate::log;
 use crate::request::Request;
+use app_response::AppResponse;
 use environ::{EnvironTemplate, PeerStrings};
 use file_wrapper::FileWrapper;
 use output::{chunk_bytes, close_result, FileBody, IterBody, ResponseBody};
@@ -38,19 +41,8 @@ pub(crate) struct WsgiApp {
 }
 
 /// A plain-text response the server makes itself (errors).
-pub(crate) fn plain_response(status: StatusCode, close: bool) -> Response<ResponseBody> {
-    let text = format!("{}\n", status.canonical_reason().unwrap_or("Error"));
-    let mut response = Response::new(ResponseBody::full(Bytes::from(text)));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if close {
-        headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
+pub(crate) fn plain_response(status: StatusCode, close: bool) -> AppResponse {
+    AppResponse::plain(status, close)
 }
 
 impl WsgiApp {
@@ -72,11 +64,7 @@ impl WsgiApp {
     }
 
     /// Run the app for one request. Never fails: app errors become a logged 500.
-    pub(crate) fn call(
-        &self,
-        request: &Request,
-        peer: Option<&PeerStrings>,
-    ) -> Response<ResponseBody> {
+    pub(crate) fn call(&self, request: &Request, peer: Option<&PeerStrings>) -> AppResponse {
         let _busy = self.capacity.enter();
         Python::attach(|py| match self.call_app(py, request, peer) {
             Ok(response) => response,
@@ -96,9 +84,9 @@ impl WsgiApp {
         py: Python<'_>,
         request: &Request,
         peer: Option<&PeerStrings>,
-    ) -> PyResult<Response<ResponseBody>> {
+    ) -> PyResult<AppResponse> {
         let environ = self.environ.build(py, request, peer)?;
-        let start = Bound::new(py, StartResponse::new())?;
+        let start = start_response(py)?;
         let result = self.app.bind(py).call1((environ, &start))?;
         match collect_body(py, &result, &start) {
             Ok(body) => build_response(&start, body),
@@ -108,6 +96,31 @@ impl WsgiApp {
             }
         }
     }
+}
+
+thread_local! {
+    /// The last request's `start_response`, reused when nothing else kept it.
+    static SPARE_START: RefCell<Option<Py<StartResponse>>> = const { RefCell::new(None) };
+}
+
+/// A fresh `start_response` callable: the thread's previous one when only
+/// this cache still refers to it (the app kept no reference), else a new one.
+/// Saves allocating and freeing an object per request.
+fn start_response(py: Python<'_>) -> PyResult<Bound<'_, StartResponse>> {
+    SPARE_START.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if let Some(previous) = spare.as_ref() {
+            // SAFETY: `previous` is a live object; reading its count needs the GIL, held here.
+            if unsafe { pyo3::ffi::Py_REFCNT(previous.as_ptr()) } == 1 {
+                let previous = previous.bind(py).clone();
+                previous.borrow_mut().reset();
+                return Ok(previous);
+            }
+        }
+        let fresh = Bound::new(py, StartResponse::new())?;
+        *spare = Some(fresh.clone().unbind());
+        Ok(fresh)
+    })
 }
 
 /// Pull the body up to its first non-empty chunk, so `start_response` has been called.
@@ -258,27 +271,17 @@ fn file_body(
     ))))
 }
 
-fn build_response(
-    start: &Bound<'_, StartResponse>,
-    body: ResponseBody,
-) -> PyResult<Response<ResponseBody>> {
+fn build_response(start: &Bound<'_, StartResponse>, body: ResponseBody) -> PyResult<AppResponse> {
     let mut this = start.borrow_mut();
     let Some(head) = this.head.take() else {
         return Err(pyo3::exceptions::PyRuntimeError::new_err(
             "the app returned without calling start_response()",
         ));
     };
-    let mut response = Response::new(body);
-    *response.status_mut() = head.status;
-    let headers = response.headers_mut();
-    headers.reserve(head.headers.len());
-    for (name, value) in head.headers {
-        headers.append(name, value);
-    }
-    if let Some(reason) = head.reason {
-        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
-            response.extensions_mut().insert(reason);
-        }
-    }
-    Ok(response)
+    Ok(AppResponse {
+        status: head.status,
+        reason: head.reason,
+        headers: head.headers,
+        body,
+    })
 }

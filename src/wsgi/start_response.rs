@@ -37,6 +37,13 @@ impl StartResponse {
             written: BytesMut::new(),
         }
     }
+
+    /// Make a used one as good as new (see `wsgi::start_response`).
+    pub(crate) fn reset(&mut self) {
+        self.head = None;
+        self.head_sent = false;
+        self.written = BytesMut::new();
+    }
 }
 
 /// Encode a native string as latin-1 bytes, as PEP 3333 requires of header text.
