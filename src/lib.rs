@@ -2,6 +2,7 @@
 //! bridge hands to apps. Everything else lives in the modules below.
 
 mod capacity;
+mod clock;
 mod config;
 mod discard;
 mod error;

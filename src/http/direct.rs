@@ -19,6 +19,7 @@ use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
@@ -29,6 +30,7 @@ use tokio::time::{Instant, Sleep};
 use super::head::{self, Parsed, Simple};
 use super::response;
 use super::rewind::Rewind;
+use crate::clock;
 use crate::discard::DiscardBudget;
 use crate::request::{Head, Peer, Request};
 use crate::server::Shared;
@@ -55,30 +57,46 @@ enum BodyFailure {
     Gone,
 }
 
-/// A timer armed once and moved only when it fires early, instead of a new
-/// timer per request: the head deadline moves forward with every request,
-/// and re-arming a timer each time was a visible cost in profiles.
+/// The head deadline's timer, armed once and moved only when it fires
+/// early, instead of a timer per request: the deadline moves forward with
+/// every request, and re-arming (or even polling) a timer each time was a
+/// visible cost in profiles. Between firings only its state is read.
 #[derive(Default)]
 struct LazyDeadline {
     timer: Option<Pin<Box<Sleep>>>,
+    /// Polled since last armed, so it will wake the task when it fires.
+    registered: bool,
 }
 
 impl LazyDeadline {
-    /// Ready once `deadline` has passed.
-    fn poll_passed(&mut self, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            let timer = self
-                .timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-            if timer.deadline() > deadline {
-                timer.as_mut().reset(deadline);
-            }
-            match timer.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(()) if Instant::now() >= deadline => return Poll::Ready(()),
-                Poll::Ready(()) => timer.as_mut().reset(deadline),
+    /// Ready once the coarse monotonic clock reaches `due_ms`.
+    fn poll_passed(&mut self, due_ms: u64, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(timer) = &self.timer {
+            if self.registered && !timer.is_elapsed() {
+                return Poll::Pending;
             }
         }
+        // Not armed yet, or it fired: the clock decides.
+        let now = clock::monotonic_ms();
+        if now >= due_ms {
+            return Poll::Ready(());
+        }
+        let deadline = Instant::now() + Duration::from_millis(due_ms - now);
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                if timer.is_elapsed() || timer.deadline() > deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                timer
+            }
+            empty @ None => empty.insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        self.registered = timer.as_mut().poll(cx).is_pending();
+        if !self.registered {
+            // Due by the runtime's clock a hair before the coarse one: look again.
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
     }
 }
 
@@ -108,7 +126,7 @@ where
 {
     /// Read until the buffer starts with a complete head (or the connection ends).
     async fn next_head(&mut self) -> Next {
-        let mut head_deadline: Option<Instant> = None;
+        let mut head_deadline: Option<u64> = None;
         loop {
             if !self.buffer.is_empty() {
                 match head::parse(&self.buffer) {
@@ -128,9 +146,10 @@ where
 
     /// Read more of a head, bounded by the head deadline (set at the first
     /// wait) and, while no byte of a request has come, by shutdown.
-    async fn wait_for_bytes(&mut self, head_deadline: &mut Option<Instant>) -> Wait {
+    async fn wait_for_bytes(&mut self, head_deadline: &mut Option<u64>) -> Wait {
         let idle = self.buffer.is_empty();
         let timeout = self.shared.config.header_timeout;
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX / 2);
         let stop = &self.shared.stop;
         let Self {
             stream,
@@ -153,7 +172,8 @@ where
                 }
             }
             if !timeout.is_zero() {
-                let until = *head_deadline.get_or_insert_with(|| Instant::now() + timeout);
+                let until =
+                    *head_deadline.get_or_insert_with(|| clock::monotonic_ms() + timeout_ms);
                 if deadline.poll_passed(until, cx).is_ready() {
                     return Poll::Ready(Wait::TimedOut);
                 }

@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 use std::io::IoSlice;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use bytes::BytesMut;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
@@ -14,6 +14,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use crate::clock;
 use crate::wsgi::app_response::AppResponse;
 use crate::wsgi::output::ResponseBody;
 
@@ -44,10 +45,7 @@ thread_local! {
 }
 
 fn push_date(head: &mut BytesMut) {
-    let now = SystemTime::now();
-    let second = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
+    let second = clock::unix_seconds();
     DATE_LINE.with(|cached| {
         let mut cached = cached.borrow_mut();
         if cached.0 != second {
@@ -55,7 +53,7 @@ fn push_date(head: &mut BytesMut) {
             cached.1.extend_from_slice(b"date: ");
             cached
                 .1
-                .extend_from_slice(httpdate::fmt_http_date(now).as_bytes());
+                .extend_from_slice(httpdate::fmt_http_date(SystemTime::now()).as_bytes());
             cached.1.extend_from_slice(b"\r\n");
             cached.0 = second;
         }
