@@ -110,6 +110,10 @@ struct Direct<S> {
     deadline: LazyDeadline,
     /// Registered for the shutdown wake-up (after the first idle wait).
     stop_wake: Option<Pin<Box<OwnedNotified>>>,
+    /// The last request's field list, reused by the next parse.
+    spare_fields: Vec<head::Field>,
+    /// The last response head's buffer, reused by the next one.
+    out: BytesMut,
 }
 
 /// What the next request on a connection is.
@@ -129,7 +133,7 @@ where
         let mut head_deadline: Option<u64> = None;
         loop {
             if !self.buffer.is_empty() {
-                match head::parse(&self.buffer) {
+                match head::parse(&self.buffer, &mut self.spare_fields) {
                     Parsed::Simple(simple) => return Next::Simple(simple),
                     Parsed::Defer => return Next::Defer,
                     Parsed::Partial => {}
@@ -218,8 +222,12 @@ where
     /// Answer a request we refuse, then close (after reading what the
     /// client is still sending, bounded, so it sees the answer).
     async fn refuse(&mut self, status: StatusCode) {
-        let encoded = response::encode(plain_response(status, true), false, false);
-        if response::write(&mut self.stream, encoded).await.is_err() {
+        let mut encoded =
+            response::encode(plain_response(status, true), false, false, BytesMut::new());
+        if response::write(&mut self.stream, &mut encoded)
+            .await
+            .is_err()
+        {
             return;
         }
         if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -250,9 +258,11 @@ where
             .strings
             .get_or_insert_with(|| app.peer_strings(&request));
         let answer = app.call(&request, Some(strings));
-        drop(request);
+        if let Head::Raw(head) = request.head {
+            self.spare_fields = head.into_fields();
+        }
         let keep_alive = !close && !self.shared.stop.is_set();
-        response::encode(answer, is_head, keep_alive)
+        response::encode(answer, is_head, keep_alive, std::mem::take(&mut self.out))
     }
 }
 
@@ -270,6 +280,8 @@ where
         strings: None,
         deadline: LazyDeadline::default(),
         stop_wake: None,
+        spare_fields: Vec::new(),
+        out: BytesMut::new(),
     };
     loop {
         let simple = match connection.next_head().await {
@@ -304,8 +316,10 @@ where
                 Err(BodyFailure::Gone) => return,
             }
         };
-        let encoded = connection.call(simple, body, head_bytes);
-        match response::write(&mut connection.stream, encoded).await {
+        let mut encoded = connection.call(simple, body, head_bytes);
+        let written = response::write(&mut connection.stream, &mut encoded).await;
+        connection.out = encoded.into_buffer();
+        match written {
             Ok(true) => {}
             Ok(false) => {
                 let _ = connection.stream.shutdown().await;

@@ -53,6 +53,22 @@ impl RawHead {
             .map(|field| (self.slice(&field.name), self.slice(&field.value)))
     }
 
+    /// How many header fields there are.
+    pub(crate) fn field_count(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// The `index`th header field (name, value).
+    pub(crate) fn field(&self, index: usize) -> (&[u8], &[u8]) {
+        let field = &self.fields[index];
+        (self.slice(&field.name), self.slice(&field.value))
+    }
+
+    /// Give back the field list's storage for the next parse.
+    pub(crate) fn into_fields(self) -> Vec<Field> {
+        self.fields
+    }
+
     /// The first value of a header, by case-insensitive name.
     pub(crate) fn get(&self, name: &[u8]) -> Option<&[u8]> {
         self.fields()
@@ -144,8 +160,9 @@ fn offset(base: &[u8], part: &[u8]) -> Range<u32> {
     start as u32..(start + part.len()) as u32
 }
 
-/// Parse the start of `buffer` and decide how to serve it.
-pub(crate) fn parse(buffer: &[u8]) -> Parsed {
+/// Parse the start of `buffer` and decide how to serve it. `spare` is storage
+/// for the field list (a connection reuses it from request to request).
+pub(crate) fn parse(buffer: &[u8], spare: &mut Vec<Field>) -> Parsed {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
     let length = match request.parse_with_uninit_headers(buffer, &mut slots) {
@@ -167,7 +184,8 @@ pub(crate) fn parse(buffer: &[u8]) -> Parsed {
     let mut content_length = None;
     let mut close = false;
     let mut hosts = 0;
-    let mut fields = Vec::with_capacity(request.headers.len());
+    let mut fields = std::mem::take(spare);
+    fields.clear();
     for header in request.headers.iter() {
         let name = header.name.as_bytes();
         let value = header.value;
@@ -220,14 +238,14 @@ mod tests {
     use bytes::Bytes;
 
     fn simple(text: &[u8]) -> super::Simple {
-        match parse(text) {
+        match parse(text, &mut Vec::new()) {
             Parsed::Simple(simple) => simple,
             other => panic!("expected a simple request, got {other:?}"),
         }
     }
 
     fn defers(text: &[u8]) -> bool {
-        matches!(parse(text), Parsed::Defer)
+        matches!(parse(text, &mut Vec::new()), Parsed::Defer)
     }
 
     #[test]
@@ -259,10 +277,10 @@ mod tests {
     #[test]
     fn waits_for_the_rest_of_a_head() {
         assert!(matches!(
-            parse(b"GET / HTTP/1.1\r\nHost: x"),
+            parse(b"GET / HTTP/1.1\r\nHost: x", &mut Vec::new()),
             Parsed::Partial
         ));
-        assert!(matches!(parse(b"GE"), Parsed::Partial));
+        assert!(matches!(parse(b"GE", &mut Vec::new()), Parsed::Partial));
     }
 
     #[test]

@@ -20,6 +20,8 @@ use crate::wsgi::output::ResponseBody;
 
 /// Complete bodies up to this size go out in the head's write.
 const INLINE_BODY: usize = 64 * 1024;
+/// A connection keeps its head buffer for the next response up to this size.
+const KEPT_BUFFER: usize = 4 * 1024;
 
 /// How the body follows the head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,9 +88,16 @@ fn push_length(head: &mut BytesMut, length: u64) {
 
 /// Encode `response` for a request that was `HEAD` or not; `keep_alive`
 /// says whether the connection may go on (the app can still close it).
-pub(crate) fn encode(response: AppResponse, is_head: bool, mut keep_alive: bool) -> Encoded {
+/// `head` is storage for the encoded head (a connection reuses its buffer).
+pub(crate) fn encode(
+    response: AppResponse,
+    is_head: bool,
+    mut keep_alive: bool,
+    mut head: BytesMut,
+) -> Encoded {
     let status = response.status;
-    let mut head = BytesMut::with_capacity(256);
+    head.clear();
+    head.reserve(256);
     head.extend_from_slice(b"HTTP/1.1 ");
     head.extend_from_slice(status.as_str().as_bytes());
     head.extend_from_slice(b" ");
@@ -211,23 +220,31 @@ async fn write_all_parts<S: AsyncWrite + Unpin>(
     Ok(())
 }
 
+impl Encoded {
+    /// The head's buffer, for the connection's next response (unless a
+    /// large inline body grew it: idle connections should not hold that).
+    pub(crate) fn into_buffer(self) -> BytesMut {
+        if self.head.capacity() > KEPT_BUFFER {
+            BytesMut::new()
+        } else {
+            self.head
+        }
+    }
+}
+
 /// Send an encoded response. Returns whether the connection can serve
 /// another request: false when the body ended early or could not be framed.
 pub(crate) async fn write<S: AsyncWrite + Unpin>(
     stream: &mut S,
-    encoded: Encoded,
+    encoded: &mut Encoded,
 ) -> std::io::Result<bool> {
-    let Encoded {
-        head,
-        body,
-        framing,
-        keep_alive,
-    } = encoded;
-    let Some(mut body) = body else {
-        stream.write_all(&head).await?;
+    let framing = encoded.framing;
+    let keep_alive = encoded.keep_alive;
+    let Some(mut body) = encoded.body.take() else {
+        stream.write_all(&encoded.head).await?;
         return Ok(keep_alive);
     };
-    let mut pending_head: Option<BytesMut> = Some(head);
+    let mut head_sent = false;
     let mut remaining = match framing {
         Framing::Length(length) => length,
         _ => u64::MAX,
@@ -244,8 +261,8 @@ pub(crate) async fn write<S: AsyncWrite + Unpin>(
         if data.is_empty() {
             continue;
         }
-        let head = pending_head.take();
-        let head: &[u8] = head.as_deref().unwrap_or(&[]);
+        let head: &[u8] = if head_sent { &[] } else { &encoded.head };
+        head_sent = true;
         if framing == Framing::Chunked {
             let size = format!("{:x}\r\n", data.len());
             write_all_parts(stream, &[head, size.as_bytes(), &data, b"\r\n"]).await?;
@@ -261,8 +278,7 @@ pub(crate) async fn write<S: AsyncWrite + Unpin>(
         }
     }
     drop(body);
-    let head = pending_head.take();
-    let head: &[u8] = head.as_deref().unwrap_or(&[]);
+    let head: &[u8] = if head_sent { &[] } else { &encoded.head };
     match framing {
         Framing::Chunked if complete => {
             write_all_parts(stream, &[head, b"0\r\n\r\n"]).await?;
@@ -291,7 +307,7 @@ mod tests {
     use super::{encode, head_text, Framing};
     use crate::wsgi::app_response::AppResponse;
     use crate::wsgi::output::ResponseBody;
-    use bytes::Bytes;
+    use bytes::{Bytes, BytesMut};
     use http::{HeaderName, HeaderValue, StatusCode};
 
     fn response(body: &'static [u8]) -> AppResponse {
@@ -313,7 +329,7 @@ mod tests {
 
     #[test]
     fn small_body_goes_with_the_head_and_gets_a_length() {
-        let encoded = encode(response(b"hi"), false, true);
+        let encoded = encode(response(b"hi"), false, true, BytesMut::new());
         let text = head_text(&encoded);
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
         assert!(text.contains("\r\ndate: "), "{text}");
@@ -323,7 +339,7 @@ mod tests {
 
     #[test]
     fn head_request_gets_the_length_but_no_body() {
-        let encoded = encode(response(b"hello"), true, true);
+        let encoded = encode(response(b"hello"), true, true, BytesMut::new());
         let text = head_text(&encoded);
         assert!(text.ends_with("content-length: 5\r\n\r\n"), "{text}");
         assert_eq!(encoded.framing, Framing::Bodiless);
@@ -332,10 +348,10 @@ mod tests {
     #[test]
     fn declared_length_wins_and_a_short_body_closes() {
         let short = with(response(b"abc"), "content-length", "10");
-        let encoded = encode(short, false, true);
+        let encoded = encode(short, false, true, BytesMut::new());
         assert!(!encoded.keep_alive);
         let long = with(response(b"abcdef"), "content-length", "2");
-        let encoded = encode(long, false, true);
+        let encoded = encode(long, false, true, BytesMut::new());
         let text = head_text(&encoded);
         assert!(text.contains("\r\ncontent-length: 2\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\nab"), "{text}");
@@ -346,16 +362,16 @@ mod tests {
     fn no_body_and_no_length_for_204() {
         let mut empty = response(b"");
         empty.status = StatusCode::NO_CONTENT;
-        let text = head_text(&encode(empty, false, true));
+        let text = head_text(&encode(empty, false, true, BytesMut::new()));
         assert!(!text.contains("content-length"), "{text}");
     }
 
     #[test]
     fn closing_connections_say_so_once() {
-        let text = head_text(&encode(response(b"x"), false, false));
+        let text = head_text(&encode(response(b"x"), false, false, BytesMut::new()));
         assert_eq!(text.matches("connection: close").count(), 1, "{text}");
         let app_closes = with(response(b"x"), "connection", "close");
-        let encoded = encode(app_closes, false, true);
+        let encoded = encode(app_closes, false, true, BytesMut::new());
         assert!(!encoded.keep_alive);
         assert_eq!(head_text(&encoded).matches("connection").count(), 1);
     }

@@ -538,17 +538,17 @@ fn set_raw_headers(
     recent: Option<&Mutex<RecentFields>>,
 ) -> PyResult<()> {
     let mut recent = recent.map(Mutex::lock);
-    let fields: Vec<(&[u8], &[u8])> = head.fields().collect();
-    for (index, &(name, value)) in fields.iter().enumerate() {
+    let count = head.field_count();
+    for index in 0..count {
+        let (name, value) = head.field(index);
         if name.contains(&b'_')
-            || fields[..index]
-                .iter()
-                .any(|(earlier, _)| earlier.eq_ignore_ascii_case(name))
+            || (0..index).any(|earlier| head.field(earlier).0.eq_ignore_ascii_case(name))
         {
             continue;
         }
         let mut joined: Option<Vec<u8>> = None;
-        for (other, more) in &fields[index + 1..] {
+        for later in index + 1..count {
+            let (other, more) = head.field(later);
             if other.eq_ignore_ascii_case(name) {
                 let buffer = joined.get_or_insert_with(|| value.to_vec());
                 buffer.extend_from_slice(b", ");
