@@ -66,6 +66,11 @@ def _is_rwsgi_process(pid: int) -> bool:
         return False
 
 
+def recorded_lines(path: Path) -> list[str]:
+    """The lines a test app has recorded (RWSGI_TEST_RECORD), none if it wrote nothing."""
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout

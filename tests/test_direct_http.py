@@ -25,6 +25,7 @@ from conftest import (
     ServerFactory,
     read_head,
     read_response,
+    recorded_lines,
     url_arg,
     wait_until,
 )
@@ -74,8 +75,7 @@ def limited(start_module_server: ServerFactory, limits_record: Path) -> Server:
     )
 
 
-def calls(record: Path) -> list[str]:
-    return record.read_text(encoding="utf-8").splitlines() if record.exists() else []
+calls = recorded_lines
 
 
 # -- requests -------------------------------------------------------------------

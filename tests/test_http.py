@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import IncompleteResponse, Server, read_response
+from conftest import IncompleteResponse, Server, read_response, recorded_lines
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,8 +26,7 @@ def server(start_module_server, record_file: Path) -> Server:
     )
 
 
-def app_calls(record_file: Path) -> list[str]:
-    return record_file.read_text().splitlines() if record_file.exists() else []
+app_calls = recorded_lines
 
 
 def get(path: str, *extra: str) -> bytes:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import IncompleteResponse, Server, read_head, read_response
+from conftest import IncompleteResponse, Server, read_head, read_response, recorded_lines
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -180,8 +180,7 @@ def limited(start_module_server, limits_record: Path) -> Server:
     )
 
 
-def calls(record: Path) -> list[str]:
-    return record.read_text().splitlines() if record.exists() else []
+calls = recorded_lines
 
 
 def test_body_at_the_limit_is_accepted(limited: Server) -> None:

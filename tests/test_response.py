@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 from apps.response import pattern
-from conftest import IncompleteResponse, Server, read_head, read_response, url_arg, wait_until
+from conftest import (
+    IncompleteResponse,
+    Server,
+    read_head,
+    read_response,
+    recorded_lines,
+    url_arg,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -21,8 +29,7 @@ def server(start_module_server) -> Server:
     return start_module_server("apps.response:application", threads=2)
 
 
-def lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
+lines = recorded_lines
 
 
 def wait_for_record(path: Path, prefix: str, timeout: float = 10.0) -> list[str]:

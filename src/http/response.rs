@@ -63,7 +63,8 @@ fn push_date(head: &mut BytesMut) {
     });
 }
 
-fn status_allows_body(status: StatusCode) -> bool {
+/// Whether a response with this status may carry a body (not 1xx, 204, 304).
+pub(crate) fn status_allows_body(status: StatusCode) -> bool {
     !(status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED)

@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::codec::{CodecError, PacketHeader, Vars, HEADER_LEN};
 use crate::discard::DiscardBudget;
+use crate::http::response::status_allows_body;
 use crate::log;
 use crate::request::{Head, Peer, Request};
 use crate::server::{stopped, Shared};
@@ -334,12 +335,6 @@ pub(crate) async fn serve_unix(stream: std::os::unix::net::UnixStream, shared: S
     if let Err(error) = write_prepared(&mut stream, &unsent, rest).await {
         log::warning(&format!("uwsgi response cut short: {error}"));
     }
-}
-
-fn status_allows_body(status: StatusCode) -> bool {
-    !(status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED)
 }
 
 /// The status line and headers, as nginx's uwsgi module expects them.
