@@ -39,6 +39,8 @@ use crate::wsgi::plain_response;
 
 /// Bytes asked of the socket per read while waiting for a head.
 const READ_SIZE: usize = 8 * 1024;
+/// A connection keeps a read buffer up to this size between requests.
+const KEPT_READ_BUFFER: usize = 64 * 1024;
 /// Growth step while a body is read.
 const BODY_STEP: usize = 256 * 1024;
 
@@ -319,6 +321,10 @@ where
         let mut encoded = connection.call(simple, body, head_bytes);
         let written = response::write(&mut connection.stream, &mut encoded).await;
         connection.out = encoded.into_buffer();
+        if connection.buffer.is_empty() && connection.buffer.capacity() > KEPT_READ_BUFFER {
+            // A large body grew it: an idle keep-alive connection should not keep that.
+            connection.buffer = BytesMut::with_capacity(READ_SIZE);
+        }
         match written {
             Ok(true) => {}
             Ok(false) => {
