@@ -414,14 +414,8 @@ fn fill_http(
     environ.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
     environ.set_item(intern!(py, "REMOTE_ADDR"), peer.remote_addr.bind(py))?;
     environ.set_item(intern!(py, "REMOTE_PORT"), peer.remote_port.bind(py))?;
-    if let Some(host) = head.headers.get(HOST).and_then(|host| host.to_str().ok()) {
-        let (name, port) = server_name_and_port(py, host);
-        environ.set_item(intern!(py, "SERVER_NAME"), name)?;
-        environ.set_item(intern!(py, "SERVER_PORT"), port)?;
-    } else {
-        environ.set_item(intern!(py, "SERVER_NAME"), peer.local_addr.bind(py))?;
-        environ.set_item(intern!(py, "SERVER_PORT"), peer.local_port.bind(py))?;
-    }
+    let host = head.headers.get(HOST).and_then(|host| host.to_str().ok());
+    set_server_name(py, environ, host, peer)?;
     set_headers(py, environ, &head.headers)?;
     if request.body_was_chunked
         || (!request.body.is_empty() && !head.headers.contains_key(CONTENT_LENGTH))
@@ -594,15 +588,26 @@ fn set_server_keys<'a>(
                 .all(|&byte| byte == b'\t' || (b' '..=b'~').contains(&byte))
         })
         .and_then(|host| std::str::from_utf8(host).ok());
-    if let Some(text) = text {
-        let (name, port) = server_name_and_port(py, text);
+    set_server_name(py, environ, text, peer)?;
+    Ok(host)
+}
+
+/// SERVER_NAME and SERVER_PORT from a Host header's text, or the listener's
+/// address when there is none (both HTTP paths).
+fn set_server_name(
+    py: Python<'_>,
+    environ: &Bound<'_, PyDict>,
+    host: Option<&str>,
+    peer: &PeerStrings,
+) -> PyResult<()> {
+    if let Some(host) = host {
+        let (name, port) = server_name_and_port(py, host);
         environ.set_item(intern!(py, "SERVER_NAME"), name)?;
-        environ.set_item(intern!(py, "SERVER_PORT"), port)?;
+        environ.set_item(intern!(py, "SERVER_PORT"), port)
     } else {
         environ.set_item(intern!(py, "SERVER_NAME"), peer.local_addr.bind(py))?;
-        environ.set_item(intern!(py, "SERVER_PORT"), peer.local_port.bind(py))?;
+        environ.set_item(intern!(py, "SERVER_PORT"), peer.local_port.bind(py))
     }
-    Ok(host)
 }
 
 /// The environ of a directly served request (see `http::head`): the same
