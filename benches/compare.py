@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from procstat import (
@@ -325,8 +325,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="how the installed rwsgi was built, for the report (default: the checkout's HEAD)",
     )
     parser.add_argument("--logs", type=Path, default=BENCHES / ".logs", help="server logs")
-    args = parser.parse_args(argv)
-    for attr, known in (("scenarios", SCENARIOS), ("servers", SERVERS)):
+    return check_args(parser, parser.parse_args(argv), SCENARIOS, SERVERS)
+
+
+def check_args(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    scenarios: Iterable[str],
+    servers: Iterable[str],
+) -> argparse.Namespace:
+    """Turn --scenarios/--servers into lists of known names and check the counts
+    (compare.py and nginx.py share this)."""
+    for attr, known in (("scenarios", list(scenarios)), ("servers", list(servers))):
         names = [n.strip() for n in getattr(args, attr).split(",") if n.strip()]
         unknown = [n for n in names if n not in known]
         if unknown or not names:

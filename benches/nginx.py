@@ -27,7 +27,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from compare import RunFailed, interleave, log, quietest, run_wrk, stop_server, tail
+from compare import (
+    RunFailed,
+    check_args,
+    interleave,
+    log,
+    quietest,
+    run_wrk,
+    stop_server,
+    tail,
+)
 from nginx_report import header, render
 from nginx_stack import (
     NGINX,
@@ -228,17 +237,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--noise-retries", type=int, default=2)
     parser.add_argument("--rwsgi-label", help="how the installed rwsgi was built")
     parser.add_argument("--logs", type=Path, default=BENCHES / ".logs", help="server logs")
-    args = parser.parse_args(argv)
-    for attr, known in (("scenarios", SCENARIOS), ("servers", UPSTREAMS)):
-        names = [n.strip() for n in getattr(args, attr).split(",") if n.strip()]
-        unknown = [n for n in names if n not in known]
-        if unknown or not names:
-            parser.error(f"--{attr}: unknown {unknown}; choose from {','.join(known)}")
-        setattr(args, attr, names)
-    if args.duration < 1 or args.rounds < 1:
-        parser.error("--duration and --rounds must be at least 1")
-    args.venv = args.venv.resolve()
-    return args
+    return check_args(parser, parser.parse_args(argv), SCENARIOS, UPSTREAMS)
 
 
 def collect(args: argparse.Namespace) -> dict:
