@@ -70,7 +70,8 @@ pub(crate) fn status_allows_body(status: StatusCode) -> bool {
         || status == StatusCode::NOT_MODIFIED)
 }
 
-fn push_length(head: &mut BytesMut, length: u64) {
+/// Append a `content-length` header line (without a heap-allocated number).
+pub(crate) fn push_length(head: &mut BytesMut, length: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut rest = length;

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::codec::{CodecError, PacketHeader, Vars, HEADER_LEN};
 use crate::discard::DiscardBudget;
-use crate::http::response::status_allows_body;
+use crate::http::response::{push_length, status_allows_body};
 use crate::log;
 use crate::request::{Head, Peer, Request};
 use crate::server::{stopped, Shared};
@@ -355,9 +355,7 @@ fn encode_head(response: &AppResponse, protocol: &[u8], content_length: Option<u
         head.extend_from_slice(b"\r\n");
     }
     if let Some(length) = content_length {
-        head.extend_from_slice(b"content-length: ");
-        head.extend_from_slice(length.to_string().as_bytes());
-        head.extend_from_slice(b"\r\n");
+        push_length(&mut head, length);
     }
     head.extend_from_slice(b"\r\n");
     head
