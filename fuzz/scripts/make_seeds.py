@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Write the seed corpus: uwsgi packets shaped like what nginx's uwsgi_pass sends.
+"""Write the seed corpus: uwsgi packets shaped like what nginx's uwsgi_pass sends,
+and chunked request bodies.
 
 Run from anywhere: python3 fuzz/scripts/make_seeds.py
-Writes corpus/uwsgi_packet/seed-* (whole packets) and corpus/uwsgi_vars/seed-*
-(the same vars blocks without the header).
+Writes corpus/uwsgi_packet/seed-* (whole packets), corpus/uwsgi_vars/seed-*
+(the same vars blocks without the header) and corpus/http_chunked/seed-*.
 """
 
 import pathlib
@@ -99,3 +100,20 @@ for name, (whole, vars_only) in seeds.items():
     (FUZZ / "corpus" / "uwsgi_packet" / f"seed-{name}").write_bytes(whole)
     (FUZZ / "corpus" / "uwsgi_vars" / f"seed-{name}").write_bytes(vars_only)
 print(f"wrote {len(seeds)} seeds per target")
+
+# http_chunked: one byte seeding the read sizes, then a chunked body (RFC 9112 §7.1).
+chunked = {
+    "one-chunk": b"5\r\nhello\r\n0\r\n\r\n",
+    "empty": b"0\r\n\r\n",
+    "extensions": b"3;a=b ; q=\"x \\\" y\"\r\nabc\r\nA;n\r\n0123456789\r\n0;last\r\n\r\n",
+    "trailers": b"2\r\nok\r\n0\r\nX-Sum: abc\r\nEmpty:\r\n\r\n",
+    "pipelined": b"1\r\nx\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    "bare-lf": b"5\nhello\n0\n\n",
+    "space-after-size": b"5 \r\nhello\r\n0\r\n\r\n",
+    "obs-fold": b"0\r\nX: a\r\n folded\r\n\r\n",
+}
+for name, body in chunked.items():
+    seed = FUZZ / "corpus" / "http_chunked" / f"seed-{name}"
+    seed.parent.mkdir(exist_ok=True)
+    seed.write_bytes(b"\x07" + body)
+print(f"wrote {len(chunked)} http_chunked seeds")

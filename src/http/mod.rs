@@ -3,6 +3,9 @@
 //! request body before the app is called, and turning hyper's types into a
 //! `Request` for the WSGI bridge.
 
+// Wired in by the connection rewrite.
+#[allow(dead_code)]
+pub(crate) mod chunked;
 pub(crate) mod direct;
 pub(crate) mod head;
 pub(crate) mod response;
