@@ -114,6 +114,10 @@ pub(crate) struct Config {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_body_size: u64,
+    /// Bodies up to this many bytes stay in memory; larger ones are spooled.
+    pub post_buffering: u64,
+    /// Where spooled bodies go (unnamed files).
+    pub spool_dir: PathBuf,
     /// Shown in the banner: what the user asked us to serve.
     pub app_label: String,
 }
@@ -223,6 +227,14 @@ impl Config {
             header_timeout: seconds(dict, "header_timeout")?,
             body_timeout: seconds(dict, "body_timeout")?,
             max_body_size: item(dict, "max_body_size")?,
+            post_buffering: item::<Option<u64>>(dict, "post_buffering")
+                .ok()
+                .flatten()
+                .unwrap_or(1 << 20),
+            spool_dir: item::<Option<PathBuf>>(dict, "spool_dir")
+                .ok()
+                .flatten()
+                .unwrap_or_else(std::env::temp_dir),
             app_label,
         })
     }

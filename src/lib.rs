@@ -1,17 +1,24 @@
 //! The `rwsgi._rwsgi` extension module: `serve()` and the classes the WSGI
 //! bridge hands to apps. Everything else lives in the modules below.
 
+mod body;
+mod body_reader;
 mod capacity;
 mod clock;
 mod config;
-mod discard;
+mod connection;
+mod deadline;
 mod error;
 mod http;
 mod log;
 mod master;
 mod net;
+mod refusal;
 mod request;
+mod response;
 mod server;
+mod shared;
+mod shutdown;
 mod uwsgi;
 mod worker;
 mod wsgi;

@@ -1,6 +1,5 @@
-//! A worker's accept loops and connection tasks, and the graceful drain on
-//! shutdown: stop accepting, let in-flight requests finish, close idle
-//! keep-alive connections.
+//! A worker's accept loops: take connections from its listeners and start
+//! each on the protocol it speaks, until the stop signal.
 //!
 //! Backpressure: a worker accepts only while one of its threads is outside the
 //! app, and after each accept it lets the new connection reach the app before
@@ -11,93 +10,21 @@
 //! taken by this worker if it has a free thread.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{watch, Notify};
 
-use crate::config::{Config, ListenerProtocol, Network};
-use crate::http;
+use crate::config::ListenerProtocol;
+use crate::connection;
+use crate::http::connection::Http1;
 use crate::log;
 use crate::request::Peer;
-use crate::uwsgi;
-use crate::wsgi::WsgiApp;
-
-/// Connections still open, and a way to wait for none.
-#[derive(Default)]
-pub(crate) struct OpenConnections {
-    count: AtomicUsize,
-    idle: Notify,
-}
-
-impl OpenConnections {
-    fn opened(&self) {
-        self.count.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn closed(&self) {
-        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.idle.notify_waiters();
-        }
-    }
-
-    /// Wait until every connection has closed.
-    pub(crate) async fn drained(&self) {
-        loop {
-            let notified = self.idle.notified();
-            if self.count.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    pub(crate) fn count(&self) -> usize {
-        self.count.load(Ordering::Acquire)
-    }
-}
-
-/// Shutdown as a flag plus a wake-up, for connections that check it on every
-/// request: reading an atomic is free, while polling a channel's future each
-/// time costs a lock. A connection registers for the wake-up once, when it
-/// first waits idle, and looks at the flag after that.
-#[derive(Default)]
-pub(crate) struct StopSignal {
-    stopping: AtomicBool,
-    notify: Arc<Notify>,
-}
-
-impl StopSignal {
-    /// Set the flag and wake every registered connection.
-    pub(crate) fn trigger(&self) {
-        self.stopping.store(true, Ordering::Release);
-        self.notify.notify_waiters();
-    }
-
-    pub(crate) fn is_set(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
-    }
-
-    /// A future that completes at `trigger`, once polled (or enabled).
-    pub(crate) fn wake_up(&self) -> tokio::sync::futures::OwnedNotified {
-        Arc::clone(&self.notify).notified_owned()
-    }
-}
-
-/// Everything an accept loop needs.
-#[derive(Clone)]
-pub(crate) struct Shared {
-    pub app: Arc<WsgiApp>,
-    pub config: Arc<Config>,
-    pub builder: Arc<hyper::server::conn::http1::Builder>,
-    pub open: Arc<OpenConnections>,
-    pub shutdown: watch::Receiver<bool>,
-    pub stop: Arc<StopSignal>,
-}
+use crate::shared::Shared;
+use crate::uwsgi::connection::{allowed, serve_unix, Uwsgi};
 
 /// A bound listener of either socket family.
 pub(crate) enum Listener {
@@ -108,11 +35,17 @@ pub(crate) enum Listener {
     UwsgiUnix(AsyncFd<std::os::unix::net::UnixListener>),
 }
 
-/// Register a listener with the runtime for readiness only: the caller
-/// accepts by hand, so accepted connections are not registered themselves.
-pub(crate) fn watch_readable<T: std::os::fd::AsRawFd>(listener: T) -> std::io::Result<AsyncFd<T>> {
-    // SAFETY: the AsyncFd takes ownership of `listener`, so its descriptor
-    // stays open and unchanged for the AsyncFd's whole life.
+/// A listening socket registered with the runtime for readiness only: the
+/// caller accepts by hand, so accepted connections are not registered.
+/// Only socket types that own their descriptor are accepted (the bound),
+/// which is what keeps the descriptor valid for the registration's life.
+pub(crate) fn watch_readable<T>(listener: T) -> std::io::Result<AsyncFd<T>>
+where
+    T: AsRawFd + Into<std::os::fd::OwnedFd> + From<std::os::fd::OwnedFd>,
+{
+    // SAFETY: `T` owns its descriptor (it converts to and from `OwnedFd`) and
+    // the AsyncFd takes ownership of it, so the descriptor stays open and
+    // unchanged for the AsyncFd's whole life.
     unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) }
         .map_err(|error| std::io::Error::other(error.to_string()))
 }
@@ -121,7 +54,7 @@ pub(crate) fn watch_readable<T: std::os::fd::AsRawFd>(listener: T) -> std::io::R
 fn accept_raw(
     listener: &std::os::unix::net::UnixListener,
 ) -> std::io::Result<std::os::unix::net::UnixStream> {
-    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::fd::FromRawFd;
     // SAFETY: accept4 on our listening descriptor with null address pointers;
     // a non-negative result is a new descriptor that we own from here on.
     let fd = unsafe {
@@ -155,56 +88,40 @@ async fn accept_uwsgi_unix(
 /// How long a connection may wait on a sibling's socket before this worker takes it.
 const STEAL_DELAY: Duration = Duration::from_millis(3);
 
-/// Resolve once shutdown has been signalled (or the signalling side is gone).
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
-fn allowed(allow: &[Network], peer: SocketAddr) -> bool {
-    if allow.is_empty() {
-        return peer.ip().is_loopback()
-            || matches!(peer.ip(), std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()));
-    }
-    allow.iter().any(|network| network.contains(peer.ip()))
-}
-
 /// Accept connections on `listener` until shutdown is signalled.
-pub(crate) async fn accept_loop(listener: Listener, protocol: ListenerProtocol, shared: Shared) {
-    let mut shutdown = shared.shutdown.clone();
+pub(crate) async fn accept_loop(listener: Listener, protocol: ListenerProtocol, shared: Arc<Shared>) {
+    let stop = &shared.stop;
     loop {
         tokio::select! {
             biased;
-            () = stopped(&mut shutdown) => break,
+            () = stop.stopped() => break,
             () = shared.app.capacity.idle_thread() => {}
         }
         let accepted = match &listener {
             Listener::Tcp(tcp) => tokio::select! {
                 biased;
-                () = stopped(&mut shutdown) => break,
+                () = stop.stopped() => break,
                 accepted = tcp.accept() => accepted.map(|(stream, peer)| {
-                    let _ = stream.set_nodelay(true);
-                    let local = stream.local_addr().ok();
-                    spawn_tcp(stream, peer, local, protocol, &shared);
+                    spawn_tcp(stream, peer, protocol, &shared);
                 }),
             },
             Listener::UwsgiUnix(unix) => tokio::select! {
                 biased;
-                () = stopped(&mut shutdown) => break,
+                () = stop.stopped() => break,
                 accepted = accept_uwsgi_unix(unix) => accepted.map(|stream| {
-                    shared.open.opened();
-                    tokio::spawn(serve_uwsgi_unix(stream, shared.clone()));
+                    let guard = shared.open.open();
+                    let shared = Arc::clone(&shared);
+                    tokio::spawn(async move {
+                        let _guard = guard;
+                        serve_unix(stream, shared).await;
+                    });
                 }),
             },
             Listener::Unix(unix) => tokio::select! {
                 biased;
-                () = stopped(&mut shutdown) => break,
+                () = stop.stopped() => break,
                 accepted = unix.accept() => accepted.map(|(stream, _)| {
-                    shared.open.opened();
-                    let shared = shared.clone();
-                    match protocol {
-                        ListenerProtocol::Http => { tokio::spawn(serve_http(stream, Peer::Unix, None, shared)); }
-                        ListenerProtocol::Uwsgi => { tokio::spawn(serve_uwsgi(stream, Peer::Unix, shared)); }
-                    }
+                    spawn(stream, Peer::Unix, None, protocol, &shared);
                 }),
             },
         };
@@ -234,7 +151,7 @@ async fn let_connection_start(shared: &Shared) {
 pub(crate) async fn steal_loop(
     listener: std::net::TcpListener,
     protocol: ListenerProtocol,
-    shared: Shared,
+    shared: Arc<Shared>,
 ) {
     let watched = listener
         .set_nonblocking(true)
@@ -246,11 +163,11 @@ pub(crate) async fn steal_loop(
             return;
         }
     };
-    let mut shutdown = shared.shutdown.clone();
+    let stop = &shared.stop;
     loop {
         let mut ready = tokio::select! {
             biased;
-            () = stopped(&mut shutdown) => break,
+            () = stop.stopped() => break,
             ready = listener.readable() => match ready {
                 Ok(ready) => ready,
                 Err(_) => break,
@@ -258,7 +175,7 @@ pub(crate) async fn steal_loop(
         };
         tokio::select! {
             biased;
-            () = stopped(&mut shutdown) => break,
+            () = stop.stopped() => break,
             () = async {
                 tokio::time::sleep(STEAL_DELAY).await;
                 shared.app.capacity.idle_thread().await;
@@ -270,9 +187,7 @@ pub(crate) async fn steal_loop(
                     .set_nonblocking(true)
                     .and_then(|()| tokio::net::TcpStream::from_std(stream));
                 if let Ok(stream) = stream {
-                    let _ = stream.set_nodelay(true);
-                    let local = stream.local_addr().ok();
-                    spawn_tcp(stream, peer, local, protocol, &shared);
+                    spawn_tcp(stream, peer, protocol, &shared);
                     let_connection_start(&shared).await;
                 }
             }
@@ -288,47 +203,39 @@ pub(crate) async fn steal_loop(
 fn spawn_tcp(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
+    protocol: ListenerProtocol,
+    shared: &Arc<Shared>,
+) {
+    if protocol == ListenerProtocol::Uwsgi && !allowed(&shared.config.uwsgi_allow_from, peer) {
+        log::warning(&format!(
+            "uwsgi connection from {peer} refused: not in --uwsgi-allow-from"
+        ));
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok();
+    spawn(stream, Peer::Tcp(peer), local, protocol, shared);
+}
+
+/// Start serving a connection on its protocol, counted open until it ends.
+fn spawn<S: connection::Transport + 'static>(
+    stream: S,
+    peer: Peer,
     local: Option<SocketAddr>,
     protocol: ListenerProtocol,
-    shared: &Shared,
+    shared: &Arc<Shared>,
 ) {
+    let guard = shared.open.open();
+    let shared = Arc::clone(shared);
+    let buffer = BytesMut::new();
     match protocol {
-        ListenerProtocol::Http => {
-            shared.open.opened();
-            tokio::spawn(serve_http(stream, Peer::Tcp(peer), local, shared.clone()));
-        }
-        ListenerProtocol::Uwsgi => {
-            if !allowed(&shared.config.uwsgi_allow_from, peer) {
-                log::warning(&format!(
-                    "uwsgi connection from {peer} refused: not in --uwsgi-allow-from"
-                ));
-                return;
-            }
-            shared.open.opened();
-            tokio::spawn(serve_uwsgi(stream, Peer::Tcp(peer), shared.clone()));
-        }
-    }
-}
-
-async fn serve_uwsgi<S>(stream: S, peer: Peer, shared: Shared)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let open = Arc::clone(&shared.open);
-    uwsgi::connection::serve(stream, peer, shared).await;
-    open.closed();
-}
-
-async fn serve_uwsgi_unix(stream: std::os::unix::net::UnixStream, shared: Shared) {
-    let open = Arc::clone(&shared.open);
-    uwsgi::connection::serve_unix(stream, shared).await;
-    open.closed();
-}
-
-async fn serve_http<S>(stream: S, peer: Peer, local: Option<SocketAddr>, shared: Shared)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    http::direct::serve(stream, peer, local, shared.clone()).await;
-    shared.open.closed();
+        ListenerProtocol::Http => tokio::spawn(async move {
+            let _guard = guard;
+            connection::serve(stream, Http1::default(), peer, local, shared, buffer).await;
+        }),
+        ListenerProtocol::Uwsgi => tokio::spawn(async move {
+            let _guard = guard;
+            connection::serve(stream, Uwsgi, peer, local, shared, buffer).await;
+        }),
+    };
 }

@@ -14,11 +14,12 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
 
 use crate::config::{Address, Config, ListenerProtocol};
 use crate::log;
-use crate::server::{self, Listener, OpenConnections, Shared, StopSignal};
+use crate::server::{self, Listener};
+use crate::shared::Shared;
+use crate::shutdown::{OpenConnections, StopSignal};
 use crate::wsgi::{python_thread, WsgiApp};
 
 #[cfg(not(tokio_unstable))]
@@ -80,7 +81,7 @@ pub(crate) fn run(py: Python<'_>, spec: WorkerSpec) -> i32 {
         Err(code) => return code,
     };
     let app = match WsgiApp::new(py, app, &spec.config) {
-        Ok(app) => Arc::new(app),
+        Ok(app) => app,
         Err(error) => {
             error.print(py);
             return EXIT_START_FAILED;
@@ -154,7 +155,7 @@ fn exit_on_stop_signals() -> Vec<signal_hook::SigId> {
         .collect()
 }
 
-fn serve(spec: WorkerSpec, app: Arc<WsgiApp>, boot_handlers: Vec<signal_hook::SigId>) -> i32 {
+fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>) -> i32 {
     let runtime = match build_runtime(spec.config.threads) {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -165,22 +166,17 @@ fn serve(spec: WorkerSpec, app: Arc<WsgiApp>, boot_handlers: Vec<signal_hook::Si
             return EXIT_START_FAILED;
         }
     };
-    let config = Arc::new(spec.config);
-    let graceful_timeout = config.graceful_timeout;
+    let graceful_timeout = spec.config.graceful_timeout;
     let id = spec.id;
     let listeners = spec.listeners;
+    let open = Arc::new(OpenConnections::default());
+    let shared = Arc::new(Shared {
+        app,
+        config: spec.config,
+        open: Arc::clone(&open),
+        stop: StopSignal::default(),
+    });
     let code = runtime.block_on(async move {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let stop = Arc::new(StopSignal::default());
-        let open = Arc::new(OpenConnections::default());
-        let shared = Shared {
-            app,
-            builder: Arc::new(crate::http::builder(&config)),
-            config: Arc::clone(&config),
-            open: Arc::clone(&open),
-            shutdown: stop_rx,
-            stop: Arc::clone(&stop),
-        };
         let (Ok(mut terminate), Ok(mut interrupt), Ok(mut quit)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
@@ -196,10 +192,10 @@ fn serve(spec: WorkerSpec, app: Arc<WsgiApp>, boot_handlers: Vec<signal_hook::Si
         for WorkerListener { protocol, address, own, siblings } in listeners {
             for sibling in siblings {
                 let sibling = std::net::TcpListener::from(sibling);
-                accept_loops.push(tokio::spawn(server::steal_loop(sibling, protocol, shared.clone())));
+                accept_loops.push(tokio::spawn(server::steal_loop(sibling, protocol, Arc::clone(&shared))));
             }
             match adopt_listener(protocol, &address, own) {
-                Ok(listener) => accept_loops.push(tokio::spawn(server::accept_loop(listener, protocol, shared.clone()))),
+                Ok(listener) => accept_loops.push(tokio::spawn(server::accept_loop(listener, protocol, Arc::clone(&shared)))),
                 Err(error) => {
                     log::error(&format!("worker {id}: cannot use the socket for {address}: {error}"));
                     return EXIT_START_FAILED;
@@ -212,8 +208,7 @@ fn serve(spec: WorkerSpec, app: Arc<WsgiApp>, boot_handlers: Vec<signal_hook::Si
             _ = interrupt.recv() => {}
             _ = quit.recv() => return 0,
         }
-        let _ = stop_tx.send(true);
-        stop.trigger();
+        shared.stop.trigger();
         for accept_loop in accept_loops {
             let _ = accept_loop.await;
         }

@@ -418,7 +418,11 @@ def test_malformed_packet_is_closed_logged_and_harmless(backend: Backend, name: 
             sock.shutdown(socket.SHUT_WR)
         answer = read_to_eof(sock)
     elapsed = time.monotonic() - started
-    assert answer == b"", f"{name}: an answer to a malformed packet: {answer[:200]!r}"
+    if name == "slow-body-past-timeout":
+        # A well-formed request whose body stalls gets the 408 every protocol gets.
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    else:
+        assert answer == b"", f"{name}: an answer to a malformed packet: {answer[:200]!r}"
     logged = backend.server.wait_for_log(pattern, since=since)
     assert "dropped" in logged.string, logged.string
     if then == "silent" and "timed out" in pattern:

@@ -106,6 +106,7 @@ pub(crate) enum ChunkError {
 
 impl ChunkError {
     /// Where in the chunked body the error is (the offending byte's offset).
+    #[cfg_attr(not(test), allow(dead_code))] // read by the tests and the fuzz target
     pub(crate) fn offset(&self) -> u64 {
         match *self {
             Self::InvalidSize { offset, .. }
@@ -485,6 +486,7 @@ impl ChunkedDecoder {
     }
 
     /// Body bytes decoded so far, for the caller's `--max-body-size` check.
+    #[cfg_attr(not(test), allow(dead_code))] // read by the tests and the fuzz target
     pub(crate) fn decoded(&self) -> u64 {
         self.decoded
     }

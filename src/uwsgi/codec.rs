@@ -137,6 +137,16 @@ impl Vars {
             .last()
     }
 
+    /// The block the pairs point into.
+    pub(crate) fn block(&self) -> &Bytes {
+        &self.block
+    }
+
+    /// Each pair as (key, value) ranges of `block`, in the order sent.
+    pub(crate) fn pairs(&self) -> &[(Range<usize>, Range<usize>)] {
+        &self.pairs
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.pairs.len()

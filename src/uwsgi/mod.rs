@@ -1,6 +1,8 @@
 //! The binary uwsgi protocol, for nginx's `uwsgi_pass`: `codec.rs` decodes
-//! packets, `connection.rs` reads them from a socket with limits and timeouts
-//! and writes the app's answer back as a plain HTTP/1.x response.
+//! packets (pure, fuzzed), `head.rs` turns a vars block into the neutral
+//! request head, and `connection.rs` frames requests and answers for the
+//! shared connection loop.
 
 pub(crate) mod codec;
 pub(crate) mod connection;
+pub(crate) mod head;

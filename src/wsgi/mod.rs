@@ -3,7 +3,6 @@
 //! just for the app call and the first body chunk, and hands back a response
 //! whose remaining body is pulled lazily as the socket drains.
 
-pub(crate) mod app_response;
 pub(crate) mod environ;
 pub(crate) mod file_wrapper;
 pub(crate) mod input;
@@ -26,10 +25,10 @@ use crate::capacity::Capacity;
 use crate::config::Config;
 use crate::log;
 use crate::request::Request;
-use app_response::AppResponse;
-use environ::{EnvironTemplate, PeerStrings};
+use crate::response::{FileBody, Response, ResponseBody};
+use environ::{ConnectionCache, EnvironTemplate};
 use file_wrapper::FileWrapper;
-use output::{chunk_bytes, close_result, FileBody, IterBody, ResponseBody};
+use output::{chunk_bytes, close_result, CloseOnDrop, IterBody};
 use start_response::StartResponse;
 
 /// The app of one worker and what it needs to call it fast.
@@ -38,11 +37,6 @@ pub(crate) struct WsgiApp {
     environ: EnvironTemplate,
     /// Threads inside the app; the accept loops read it for backpressure.
     pub(crate) capacity: Capacity,
-}
-
-/// A plain-text response the server makes itself (errors).
-pub(crate) fn plain_response(status: StatusCode, close: bool) -> AppResponse {
-    AppResponse::plain(status, close)
 }
 
 impl WsgiApp {
@@ -54,27 +48,19 @@ impl WsgiApp {
         })
     }
 
-    /// Address strings for a connection's requests; made on its first request.
-    pub(crate) fn peer_strings(&self, request: &Request) -> PeerStrings {
-        Python::attach(|py| {
-            self.environ
-                .peer_strings(py, request)
-                .unwrap_or_else(|_| PeerStrings::new(py, request))
-        })
-    }
-
-    /// Run the app for one request. Never fails: app errors become a logged 500.
-    pub(crate) fn call(&self, request: &Request, peer: Option<&PeerStrings>) -> AppResponse {
+    /// Run the app for one request. Never fails: app errors become a logged
+    /// 500. `cache` is the request's connection's (see `environ::template`).
+    pub(crate) fn call(&self, request: &mut Request, cache: &mut ConnectionCache) -> Response {
         let _busy = self.capacity.enter();
-        Python::attach(|py| match self.call_app(py, request, peer) {
+        Python::attach(|py| match self.call_app(py, request, cache) {
             Ok(response) => response,
             Err(error) => {
                 log::error(&format!(
                     "the app failed on {}; answering 500:",
-                    request.describe()
+                    request.head.describe()
                 ));
                 error.print(py);
-                plain_response(StatusCode::INTERNAL_SERVER_ERROR, false)
+                Response::plain(StatusCode::INTERNAL_SERVER_ERROR)
             }
         })
     }
@@ -82,10 +68,10 @@ impl WsgiApp {
     fn call_app(
         &self,
         py: Python<'_>,
-        request: &Request,
-        peer: Option<&PeerStrings>,
-    ) -> PyResult<AppResponse> {
-        let environ = self.environ.build(py, request, peer)?;
+        request: &mut Request,
+        cache: &mut ConnectionCache,
+    ) -> PyResult<Response> {
+        let environ = environ::build(py, &self.environ, request, cache)?;
         let start = start_response(py)?;
         let result = self.app.bind(py).call1((environ, &start))?;
         match collect_body(py, &result, &start) {
@@ -174,7 +160,7 @@ fn collect_body(
         joined.extend_from_slice(&first);
         joined.freeze()
     };
-    Ok(ResponseBody::Iter(Box::new(IterBody::new(
+    Ok(ResponseBody::Stream(Box::new(IterBody::new(
         Some(first),
         iterator.unbind(),
         result.clone().unbind(),
@@ -266,19 +252,19 @@ fn file_body(
     start.borrow_mut().head_sent = true;
     Some(ResponseBody::File(Box::new(FileBody::new(
         file,
-        Some(remaining),
-        wrapper.clone().into_any().unbind(),
+        remaining,
+        Some(Box::new(CloseOnDrop::new(wrapper.clone().into_any().unbind()))),
     ))))
 }
 
-fn build_response(start: &Bound<'_, StartResponse>, body: ResponseBody) -> PyResult<AppResponse> {
+fn build_response(start: &Bound<'_, StartResponse>, body: ResponseBody) -> PyResult<Response> {
     let mut this = start.borrow_mut();
     let Some(head) = this.head.take() else {
         return Err(pyo3::exceptions::PyRuntimeError::new_err(
             "the app returned without calling start_response()",
         ));
     };
-    Ok(AppResponse {
+    Ok(Response {
         status: head.status,
         reason: head.reason,
         headers: head.headers,

@@ -1,58 +1,37 @@
-//! The response body: bytes the app returned, a Python iterator pulled one
-//! chunk at a time as the socket can take it, or a file streamed by Rust.
-//! Whatever the app returned has its `close()` called exactly once, when the
-//! body ends, fails, or is dropped because the client went away.
-
-use std::fs::File;
-use std::io::Read;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+//! What the app returned, as the response module's body types: a Python
+//! iterator pulled one chunk at a time as the socket drains, or a
+//! `wsgi.file_wrapper` file read by Rust. Whatever the app returned has its
+//! `close()` called exactly once: when the body ends, fails, or is dropped
+//! because the client went away.
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator};
 
 use crate::log;
+use crate::response::{BodyStream, StreamError};
 
-/// Chunk size for files sent through `wsgi.file_wrapper`.
-const FILE_CHUNK: usize = 256 * 1024;
 /// Bodies smaller than this are copied out of Python; larger ones are shared without a copy.
 const COPY_LIMIT: usize = 16 * 1024;
 
-/// Why a body stopped before its end; hyper then closes the connection.
-#[derive(Debug)]
-pub(crate) enum BodyError {
-    /// The app's iterator raised (already logged with its traceback).
-    App,
-    /// Reading a file for `wsgi.file_wrapper` failed.
-    File(std::io::Error),
+/// A `bytes` object kept alive while its buffer is written, so large bodies
+/// are never copied. The pointer and length are read once, under the GIL.
+struct PyBytesOwner {
+    data: *const u8,
+    len: usize,
+    _object: Py<PyBytes>,
 }
 
-impl std::fmt::Display for BodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::App => f.write_str("the app's response iterator raised"),
-            Self::File(error) => write!(f, "reading the file to send failed: {error}"),
-        }
-    }
-}
-
-impl std::error::Error for BodyError {}
-
-/// A `bytes` object kept alive while hyper writes it, so large bodies are never copied.
-struct PyBytesOwner(Py<PyBytes>);
+// SAFETY: the buffer belongs to an immutable bytes object that `_object`
+// keeps alive; reading it needs no interpreter lock, from any thread.
+unsafe impl Send for PyBytesOwner {}
+// SAFETY: as above: the buffer is never written after the object is made.
+unsafe impl Sync for PyBytesOwner {}
 
 impl AsRef<[u8]> for PyBytesOwner {
     fn as_ref(&self) -> &[u8] {
-        // SAFETY: a bytes object is immutable and this reference keeps it alive;
-        // reading its buffer needs no interpreter lock.
-        unsafe {
-            let raw = self.0.as_ptr();
-            let data = pyo3::ffi::PyBytes_AsString(raw);
-            let size = pyo3::ffi::PyBytes_Size(raw);
-            std::slice::from_raw_parts(data.cast::<u8>(), size as usize)
-        }
+        // SAFETY: `data`/`len` describe the live object's immutable buffer.
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
     }
 }
 
@@ -62,7 +41,11 @@ pub(crate) fn chunk_bytes(chunk: &Bound<'_, PyBytes>) -> Bytes {
     if data.len() < COPY_LIMIT {
         Bytes::copy_from_slice(data)
     } else {
-        Bytes::from_owner(PyBytesOwner(chunk.clone().unbind()))
+        Bytes::from_owner(PyBytesOwner {
+            data: data.as_ptr(),
+            len: data.len(),
+            _object: chunk.clone().unbind(),
+        })
     }
 }
 
@@ -76,13 +59,26 @@ pub(crate) fn close_result(py: Python<'_>, result: &Bound<'_, PyAny>) {
     }
 }
 
+/// The object whose `close()` is owed, called when this is dropped.
+pub(crate) struct CloseOnDrop(Option<Py<PyAny>>);
+
+impl CloseOnDrop {
+    pub(crate) fn new(result: Py<PyAny>) -> Self {
+        Self(Some(result))
+    }
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(result) = self.0.take() {
+            Python::attach(|py| close_result(py, result.bind(py)));
+        }
+    }
+}
+
 /// A Python iterator still producing the body.
 pub(crate) struct IterBody {
     pending: Option<Bytes>,
-    /// Set after each chunk: the next poll answers `Pending` once (waking at
-    /// once) so hyper flushes the chunk before the app is asked for another;
-    /// otherwise a slow generator's chunks would sit in hyper's buffer.
-    flush_first: bool,
     iterator: Option<Py<PyIterator>>,
     /// What the app returned: the object whose `close()` is owed.
     result: Option<Py<PyAny>>,
@@ -92,7 +88,6 @@ impl IterBody {
     pub(crate) fn new(first: Option<Bytes>, iterator: Py<PyIterator>, result: Py<PyAny>) -> Self {
         Self {
             pending: first,
-            flush_first: false,
             iterator: Some(iterator),
             result: Some(result),
         }
@@ -104,8 +99,10 @@ impl IterBody {
             close_result(py, result.bind(py));
         }
     }
+}
 
-    fn next_chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
+impl BodyStream for IterBody {
+    fn next_chunk(&mut self) -> Option<Result<Bytes, StreamError>> {
         if let Some(chunk) = self.pending.take() {
             return Some(Ok(chunk));
         }
@@ -127,14 +124,14 @@ impl IterBody {
                             chunk.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
                         ));
                         self.finish(py);
-                        return Some(Err(BodyError::App));
+                        return Some(Err(StreamError::App));
                     }
                 },
                 Some(Err(error)) => {
                     log::error("the response iterable raised after the head was sent; closing the connection:");
                     error.print(py);
                     self.finish(py);
-                    return Some(Err(BodyError::App));
+                    return Some(Err(StreamError::App));
                 }
             }
         })
@@ -145,128 +142,6 @@ impl Drop for IterBody {
     fn drop(&mut self) {
         if self.result.is_some() || self.iterator.is_some() {
             Python::attach(|py| self.finish(py));
-        }
-    }
-}
-
-/// A file handed over through `wsgi.file_wrapper`, read by Rust.
-pub(crate) struct FileBody {
-    file: File,
-    remaining: Option<u64>,
-    /// The `FileWrapper`, closed when the body ends.
-    result: Option<Py<PyAny>>,
-}
-
-impl FileBody {
-    pub(crate) fn new(file: File, remaining: Option<u64>, result: Py<PyAny>) -> Self {
-        Self {
-            file,
-            remaining,
-            result: Some(result),
-        }
-    }
-
-    fn next_chunk(&mut self) -> Option<Result<Bytes, BodyError>> {
-        let want = self.remaining.map_or(FILE_CHUNK, |left| {
-            FILE_CHUNK.min(usize::try_from(left).unwrap_or(FILE_CHUNK))
-        });
-        if want == 0 {
-            self.close();
-            return None;
-        }
-        let mut buffer = vec![0u8; want];
-        match self.file.read(&mut buffer) {
-            Ok(0) => {
-                self.close();
-                None
-            }
-            Ok(read) => {
-                buffer.truncate(read);
-                if let Some(left) = self.remaining.as_mut() {
-                    *left -= read as u64;
-                }
-                Some(Ok(Bytes::from(buffer)))
-            }
-            Err(error) => {
-                self.close();
-                Some(Err(BodyError::File(error)))
-            }
-        }
-    }
-
-    fn close(&mut self) {
-        if let Some(result) = self.result.take() {
-            Python::attach(|py| close_result(py, result.bind(py)));
-        }
-    }
-}
-
-impl Drop for FileBody {
-    fn drop(&mut self) {
-        self.close();
-    }
-}
-
-/// Every kind of response body the server sends.
-pub(crate) enum ResponseBody {
-    Empty,
-    Full(Option<Bytes>),
-    Iter(Box<IterBody>),
-    File(Box<FileBody>),
-}
-
-impl ResponseBody {
-    /// A body of known bytes.
-    pub(crate) fn full(bytes: Bytes) -> Self {
-        if bytes.is_empty() {
-            Self::Empty
-        } else {
-            Self::Full(Some(bytes))
-        }
-    }
-}
-
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let next = match self.get_mut() {
-            Self::Empty => None,
-            Self::Full(bytes) => bytes.take().map(Ok),
-            Self::Iter(body) => {
-                if body.flush_first {
-                    body.flush_first = false;
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                let next = body.next_chunk();
-                body.flush_first = next.as_ref().is_some_and(Result::is_ok);
-                next
-            }
-            Self::File(body) => body.next_chunk(),
-        };
-        Poll::Ready(next.map(|chunk| chunk.map(Frame::data)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Empty | Self::Full(None) => true,
-            Self::Full(Some(_)) | Self::Iter(_) | Self::File(_) => false,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Empty | Self::Full(None) => SizeHint::with_exact(0),
-            Self::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
-            Self::Iter(_) => SizeHint::default(),
-            Self::File(body) => body
-                .remaining
-                .map_or_else(SizeHint::default, SizeHint::with_exact),
         }
     }
 }

@@ -1,0 +1,336 @@
+//! One connection's life, whatever its protocol: wait for a request head
+//! (bounded by `--header-timeout`, which is also the keep-alive idle limit,
+//! and by shutdown while idle), read its body, call the app, encode and send
+//! the answer, and go on or close. A protocol (`http/`, `uwsgi/`) only
+//! frames bytes: it parses a head into the neutral request and says how the
+//! body is framed and how to answer. Body reading, refusals, the response
+//! encoder, deadlines and the stop signal are each written once, below.
+//!
+//! An idle connection holds no read buffer: it waits for readability first
+//! and allocates only when bytes are there (10,000 idle keep-alive
+//! connections would otherwise hold 80 MiB of empty buffers).
+
+use std::future::{poll_fn, Future};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::futures::OwnedNotified;
+
+use crate::body_reader::{self, BodyDecoder, BodyLimits, Framing};
+use crate::deadline::{self, LazyDeadline};
+use crate::log;
+use crate::refusal;
+use crate::request::{Peer, Request, RequestHead};
+use crate::response::encode::{encode, Encoded, Exchange};
+use crate::response::write::{self, Sent};
+use crate::shared::Shared;
+use crate::wsgi::environ::ConnectionCache;
+
+/// Bytes asked of the socket per read while waiting for a head.
+const READ_SIZE: usize = 8 * 1024;
+/// A connection keeps a read buffer with pipelined bytes up to this size.
+const KEPT_READ_BUFFER: usize = 64 * 1024;
+
+/// A connected stream whose readiness can be awaited without reading.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sync {
+    /// Ready once the stream has bytes (or an end) to read.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
+}
+
+impl Transport for tokio::net::TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        tokio::net::TcpStream::poll_read_ready(self, cx)
+    }
+}
+
+impl Transport for tokio::net::UnixStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        tokio::net::UnixStream::poll_read_ready(self, cx)
+    }
+}
+
+/// A request a protocol parsed, and how to serve it.
+pub(crate) struct Incoming<D> {
+    pub head: RequestHead,
+    pub framing: Framing<D>,
+    pub exchange: Exchange,
+    /// Written before the body is waited for (`Expect: 100-continue`).
+    pub continue_line: Option<&'static [u8]>,
+    /// The body's length comes from counting it (chunked).
+    pub counted_length: bool,
+}
+
+/// What a protocol made of the front of the read buffer.
+pub(crate) enum Parse<D> {
+    /// Not a whole head yet.
+    Partial,
+    Request(Incoming<D>),
+    /// Answer `status` and close; `log` says why, when worth a line; with
+    /// `drain`, the client's body is read and dropped first.
+    Refuse {
+        status: StatusCode,
+        drain: bool,
+        log: Option<String>,
+    },
+    /// Close without an answer, logging why.
+    Drop { log: String },
+}
+
+/// How a connection ended waiting for a head that never completed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Cut {
+    Closed,
+    TimedOut,
+}
+
+/// One wire protocol: how heads are framed and answered.
+pub(crate) trait Protocol: Send {
+    /// Its body decoder, for framings other than a length.
+    type Decoder: BodyDecoder + Send;
+    /// Its name in log lines.
+    const NAME: &'static str;
+    /// Parse a head at the front of `buffer`, taking the head's bytes.
+    fn parse(&mut self, buffer: &mut BytesMut) -> Parse<Self::Decoder>;
+    /// How to answer before a head is understood (refusals).
+    fn refusal_exchange(&self) -> Exchange;
+    /// What to log when the wait for a head ended with `buffered` bytes of
+    /// it; `None` when that is routine.
+    fn incomplete(&self, cut: Cut, buffered: &[u8]) -> Option<String>;
+    /// Take back a served request's head, whose storage can be reused.
+    fn recycle(&mut self, head: RequestHead);
+}
+
+/// How waiting for more request bytes ended.
+enum Wait {
+    Read(std::io::Result<usize>),
+    TimedOut,
+    Stopping,
+}
+
+/// A connection being served.
+struct Connection<S, P> {
+    stream: S,
+    buffer: BytesMut,
+    protocol: P,
+    shared: Arc<Shared>,
+    peer: Peer,
+    local: Option<SocketAddr>,
+    cache: ConnectionCache,
+    deadline: LazyDeadline,
+    /// Registered for the shutdown wake-up (after the first idle wait).
+    stop_wake: Option<Pin<Box<OwnedNotified>>>,
+    /// The last response head's buffer, reused by the next one.
+    out: BytesMut,
+}
+
+/// Serve `stream` until it closes. `buffer` holds bytes already read from it.
+pub(crate) async fn serve<S: Transport, P: Protocol>(
+    stream: S,
+    protocol: P,
+    peer: Peer,
+    local: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    buffer: BytesMut,
+) {
+    let mut connection = Connection {
+        stream,
+        buffer,
+        protocol,
+        shared,
+        peer,
+        local,
+        cache: ConnectionCache::default(),
+        deadline: LazyDeadline::default(),
+        stop_wake: None,
+        out: BytesMut::new(),
+    };
+    while let Some(incoming) = connection.next_request().await {
+        if connection.serve_one(incoming).await == Sent::Close {
+            return;
+        }
+    }
+}
+
+impl<S: Transport, P: Protocol> Connection<S, P> {
+    /// Read until the buffer starts with a complete head; `None` when the
+    /// connection ends first (closed, timed out, refused, or shutting down).
+    async fn next_request(&mut self) -> Option<Incoming<P::Decoder>> {
+        let mut head_deadline = None;
+        loop {
+            if !self.buffer.is_empty() {
+                match self.protocol.parse(&mut self.buffer) {
+                    Parse::Partial => {}
+                    Parse::Request(incoming) => return Some(incoming),
+                    Parse::Refuse { status, drain, log } => {
+                        if let Some(why) = log {
+                            self.log_dropped(&why);
+                        }
+                        let exchange = self.protocol.refusal_exchange();
+                        let idle = self.shared.config.body_timeout;
+                        refusal::refuse(&mut self.stream, status, exchange, drain, idle).await;
+                        return None;
+                    }
+                    Parse::Drop { log } => {
+                        self.log_dropped(&log);
+                        return None;
+                    }
+                }
+            }
+            let cut = match self.wait_for_bytes(&mut head_deadline).await {
+                Wait::Read(Ok(read)) if read > 0 => continue,
+                Wait::Read(_) => Cut::Closed,
+                Wait::TimedOut => Cut::TimedOut,
+                Wait::Stopping => return None,
+            };
+            if let Some(why) = self.protocol.incomplete(cut, &self.buffer) {
+                self.log_dropped(&why);
+            }
+            return None;
+        }
+    }
+
+    fn log_dropped(&self, why: &str) {
+        log::warning(&format!(
+            "{} request from {} dropped: {why}",
+            P::NAME,
+            self.peer
+        ));
+    }
+
+    /// Wait for more of a head: bounded by the head deadline (set at the
+    /// first wait) and, while no byte of a request has come, by shutdown.
+    /// An idle connection gives up its buffer while it waits.
+    async fn wait_for_bytes(&mut self, head_deadline: &mut Option<u64>) -> Wait {
+        let idle = self.buffer.is_empty();
+        let timeout = self.shared.config.header_timeout;
+        if head_deadline.is_none() {
+            *head_deadline = deadline::after_ms(timeout);
+        }
+        let due = *head_deadline;
+        let Self {
+            stream,
+            buffer,
+            deadline,
+            stop_wake,
+            shared,
+            ..
+        } = self;
+        let stop = &shared.stop;
+        let mut limits = |cx: &mut Context<'_>, idle: bool| -> Option<Wait> {
+            if idle {
+                let wake = stop_wake.get_or_insert_with(|| Box::pin(stop.wake_up()));
+                if stop.is_set() || wake.as_mut().poll(cx).is_ready() {
+                    return Some(Wait::Stopping);
+                }
+            }
+            match due {
+                Some(due) if deadline.poll_passed(due, cx).is_ready() => Some(Wait::TimedOut),
+                _ => None,
+            }
+        };
+        if idle {
+            *buffer = BytesMut::new();
+            let ended = poll_fn(|cx| match stream.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => Poll::Ready(None),
+                Poll::Ready(Err(error)) => Poll::Ready(Some(Wait::Read(Err(error)))),
+                Poll::Pending => limits(cx, true).map_or(Poll::Pending, |wait| Poll::Ready(Some(wait))),
+            })
+            .await;
+            if let Some(wait) = ended {
+                return wait;
+            }
+        }
+        buffer.reserve(READ_SIZE);
+        let read = stream.read_buf(buffer);
+        tokio::pin!(read);
+        poll_fn(|cx| {
+            if let Poll::Ready(result) = read.as_mut().poll(cx) {
+                return Poll::Ready(Wait::Read(result));
+            }
+            limits(cx, idle).map_or(Poll::Pending, Poll::Ready)
+        })
+        .await
+    }
+
+    /// Read the body, call the app, send the answer.
+    async fn serve_one(&mut self, incoming: Incoming<P::Decoder>) -> Sent {
+        let Incoming {
+            head,
+            framing,
+            exchange,
+            continue_line,
+            counted_length,
+        } = incoming;
+        let config = &self.shared.config;
+        let limits = BodyLimits {
+            max_size: config.max_body_size,
+            idle: config.body_timeout,
+            post_buffering: config.post_buffering,
+            spool_dir: &config.spool_dir,
+        };
+        let body = body_reader::read_body(
+            &mut self.stream,
+            &mut self.buffer,
+            framing,
+            &limits,
+            continue_line,
+        )
+        .await;
+        let body = match body {
+            Ok(body) => body,
+            Err(error) => {
+                if let body_reader::BodyError::Spool(why) = &error {
+                    log::error(&format!("{}: {why}; answering 503", head.describe()));
+                } else {
+                    self.log_dropped(&format!("{}: {error}", head.describe()));
+                }
+                if let Some(status) = error.status() {
+                    let idle = config.body_timeout;
+                    refusal::refuse(&mut self.stream, status, exchange, error.drain(), idle).await;
+                }
+                return Sent::Close;
+            }
+        };
+        let mut request = Request {
+            head,
+            body,
+            counted_length,
+            peer: self.peer,
+            local: self.local,
+        };
+        let response = self.shared.app.call(&mut request, &mut self.cache);
+        let exchange = Exchange {
+            keep_alive: exchange.keep_alive && !self.shared.stop.is_set(),
+            ..exchange
+        };
+        let mut encoded = encode(response, exchange, std::mem::take(&mut self.out));
+        let sent = write::send(&mut self.stream, &mut encoded, || request.head.describe()).await;
+        self.finish(encoded, request);
+        sent.unwrap_or(Sent::Close)
+    }
+
+    /// Keep what the next request can reuse; let go of what it should not hold.
+    fn finish(&mut self, encoded: Encoded, request: Request) {
+        self.out = encoded.into_buffer();
+        self.protocol.recycle(request.head);
+        if self.buffer.capacity() > KEPT_READ_BUFFER && self.buffer.len() < READ_SIZE {
+            // A large body grew it: a kept connection should not hold that.
+            self.buffer = BytesMut::from(&self.buffer[..]);
+        }
+    }
+}
+
+impl std::fmt::Debug for Wait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Read(result) => write!(f, "Read({result:?})"),
+            Self::TimedOut => f.write_str("TimedOut"),
+            Self::Stopping => f.write_str("Stopping"),
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Refusing a request: one plain answer (400, 408, 413, 431, 503...) with
+//! `connection: close`, then, for a body we will not read, reading and
+//! dropping what the client is still sending (bounded) before closing. A
+//! proxy such as nginx sends the whole body before it reads the answer;
+//! closing with input unread resets the connection and the proxy answers 502
+//! instead of relaying ours. Every protocol refuses through here.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::response::encode::{encode, Exchange};
+use crate::response::Response;
+
+/// Most bytes read and dropped.
+const LIMIT: u64 = 1 << 30;
+/// Longest the discarding may take in all.
+const TOTAL_TIME: Duration = Duration::from_secs(30);
+
+/// Answer `status` and close; with `drain`, first read and drop what the
+/// client still sends, each read within `idle` (0: no own limit).
+pub(crate) async fn refuse<S>(
+    stream: &mut S,
+    status: StatusCode,
+    exchange: Exchange,
+    drain: bool,
+    idle: Duration,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let exchange = Exchange {
+        keep_alive: false,
+        ..exchange
+    };
+    let encoded = encode(Response::plain(status), exchange, BytesMut::new());
+    if stream.write_all(&encoded.head).await.is_err() {
+        return;
+    }
+    if drain {
+        discard_input(stream, idle).await;
+    }
+}
+
+/// Read and drop input until the client stops, the byte budget or the time runs out.
+async fn discard_input<S: AsyncRead + Unpin>(stream: &mut S, idle: Duration) {
+    let idle = if idle.is_zero() { TOTAL_TIME } else { idle };
+    let deadline = Instant::now() + TOTAL_TIME;
+    let mut read_total: u64 = 0;
+    let mut sink = vec![0u8; 64 * 1024];
+    while read_total < LIMIT {
+        let wait = idle.min(deadline.saturating_duration_since(Instant::now()));
+        match tokio::time::timeout(wait, stream.read(&mut sink)).await {
+            Ok(Ok(read)) if read > 0 => read_total += read as u64,
+            _ => return,
+        }
+    }
+}

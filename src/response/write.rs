@@ -1,0 +1,145 @@
+//! Sending an encoded response: the head (with a small body) in one write,
+//! then a streamed body chunk by chunk as the app yields it, each chunk on
+//! the wire before the next is asked for, framed as the encoder decided.
+
+use std::io::IoSlice;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::encode::{Encoded, Framing};
+use crate::http::chunked::{push_chunk_head, LAST_CHUNK};
+use crate::log;
+
+/// A connection keeps its head buffer for the next response up to this size.
+const KEPT_BUFFER: usize = 4 * 1024;
+
+/// Write every byte of `parts` with as few system calls as the socket allows.
+async fn write_all_parts<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    parts: &[&[u8]],
+) -> std::io::Result<()> {
+    let mut slices: Vec<&[u8]> = parts
+        .iter()
+        .copied()
+        .filter(|part| !part.is_empty())
+        .collect();
+    let mut first = 0;
+    while first < slices.len() {
+        let io: Vec<IoSlice<'_>> = slices[first..].iter().map(|part| IoSlice::new(part)).collect();
+        let mut written = stream.write_vectored(&io).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while first < slices.len() && written >= slices[first].len() {
+            written -= slices[first].len();
+            first += 1;
+        }
+        if first < slices.len() {
+            slices[first] = &slices[first][written..];
+        }
+    }
+    Ok(())
+}
+
+/// How sending a response ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// Complete, and the connection may serve another request.
+    KeepAlive,
+    /// Complete or cut short on purpose: close the connection now.
+    Close,
+}
+
+impl Encoded {
+    /// The head's buffer, for the connection's next response (unless a
+    /// large inline body grew it: idle connections should not hold that).
+    pub(crate) fn into_buffer(self) -> BytesMut {
+        if self.head.capacity() > KEPT_BUFFER {
+            BytesMut::new()
+        } else {
+            self.head
+        }
+    }
+}
+
+/// Send `encoded`. An error is a failed write (the client is gone).
+/// `describe` names the request for the log line of a body that ends early.
+pub(crate) async fn send<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    encoded: &mut Encoded,
+    describe: impl Fn() -> String,
+) -> std::io::Result<Sent> {
+    let framing = encoded.framing;
+    let verdict = |keep_alive: bool| {
+        if keep_alive {
+            Sent::KeepAlive
+        } else {
+            Sent::Close
+        }
+    };
+    let Some(mut body) = encoded.body.take() else {
+        stream.write_all(&encoded.head).await?;
+        return Ok(verdict(encoded.keep_alive));
+    };
+    let mut head_sent = false;
+    let mut remaining = match framing {
+        Framing::Length(length) => length,
+        _ => u64::MAX,
+    };
+    let mut failed = false;
+    let mut chunk_head = BytesMut::new();
+    while let Some(chunk) = body.next_chunk() {
+        let Ok(mut data) = chunk else {
+            failed = true;
+            break;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let head: &[u8] = if head_sent { &[] } else { &encoded.head };
+        head_sent = true;
+        if framing == Framing::Chunked {
+            chunk_head.clear();
+            push_chunk_head(&mut chunk_head, data.len());
+            write_all_parts(stream, &[head, &chunk_head, &data, b"\r\n"]).await?;
+        } else {
+            if (data.len() as u64) > remaining {
+                log::warning(&format!(
+                    "{}: the app sent more than its Content-Length; the rest was cut and the connection closed",
+                    describe()
+                ));
+                data.truncate(remaining as usize);
+                write_all_parts(stream, &[head, &data]).await?;
+                return Ok(Sent::Close);
+            }
+            remaining -= data.len() as u64;
+            write_all_parts(stream, &[head, &data]).await?;
+        }
+    }
+    drop(body);
+    let head: &[u8] = if head_sent { &[] } else { &encoded.head };
+    match framing {
+        Framing::Chunked if !failed => {
+            write_all_parts(stream, &[head, LAST_CHUNK]).await?;
+            Ok(verdict(encoded.keep_alive))
+        }
+        // An unfinished chunked body: no last chunk, so the client sees the break.
+        Framing::Chunked => {
+            write_all_parts(stream, &[head]).await?;
+            Ok(Sent::Close)
+        }
+        Framing::Length(_) if remaining > 0 && !failed => {
+            write_all_parts(stream, &[head]).await?;
+            log::warning(&format!(
+                "{}: the app sent {remaining} byte(s) less than its Content-Length; closing the connection",
+                describe()
+            ));
+            Ok(Sent::Close)
+        }
+        _ => {
+            write_all_parts(stream, &[head]).await?;
+            Ok(verdict(encoded.keep_alive && !failed))
+        }
+    }
+}

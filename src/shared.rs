@@ -1,0 +1,17 @@
+//! What every accept loop and connection of a worker shares: the app, the
+//! configuration, the open-connection count and the stop signal. A leaf:
+//! the modules that serve connections import it, it imports none of them.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::shutdown::{OpenConnections, StopSignal};
+use crate::wsgi::WsgiApp;
+
+/// A worker's shared state, behind one `Arc`.
+pub(crate) struct Shared {
+    pub app: WsgiApp,
+    pub config: Config,
+    pub open: Arc<OpenConnections>,
+    pub stop: StopSignal,
+}
