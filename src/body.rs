@@ -51,7 +51,6 @@ pub(crate) struct SpooledBody {
     len: u64,
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
 impl SpooledBody {
     /// The body's length in bytes.
     pub(crate) fn len(&self) -> u64 {

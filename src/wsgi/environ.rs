@@ -6,7 +6,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName, Method, Version};
 use parking_lot::Mutex;
@@ -14,6 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use pyo3::{ffi, intern};
 
+use crate::body::RequestBody;
 use crate::config::Config;
 use crate::http::head::RawHead;
 use crate::request::{percent_decode, Head, Peer, Request};
@@ -109,7 +109,10 @@ fn constant_keys<'py>(py: Python<'py>, config: &Config) -> PyResult<Bound<'py, P
     base.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
     // Requests without a body share one empty input: it has nothing to read,
     // so it has no state to share, and most requests skip making one.
-    base.set_item("wsgi.input", Bound::new(py, Input::new(Bytes::new()))?)?;
+    base.set_item(
+        "wsgi.input",
+        Bound::new(py, Input::new(RequestBody::Empty))?,
+    )?;
     Ok(base)
 }
 
@@ -304,7 +307,7 @@ impl EnvironTemplate {
             (Head::Uwsgi { vars, modifier1 }, _) => fill_uwsgi(py, &environ, vars, *modifier1)?,
         }
         if !request.body.is_empty() {
-            let input = Bound::new(py, Input::new(request.body.clone()))?;
+            let input = Bound::new(py, Input::new(RequestBody::Memory(request.body.clone())))?;
             environ.set_item(intern!(py, "wsgi.input"), input)?;
         }
         Ok(environ)
