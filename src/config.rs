@@ -114,6 +114,12 @@ pub(crate) struct Config {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_body_size: u64,
+    /// Bodies larger than this are spooled to a file instead of memory.
+    #[allow(dead_code)] // read once the connection code builds a BodySink
+    pub post_buffering: u64,
+    /// Where spooled bodies go: an absolute folder, resolved by the option table.
+    #[allow(dead_code)] // read once the connection code builds a BodySink
+    pub spool_dir: PathBuf,
     /// Shown in the banner: what the user asked us to serve.
     pub app_label: String,
 }
@@ -223,6 +229,8 @@ impl Config {
             header_timeout: seconds(dict, "header_timeout")?,
             body_timeout: seconds(dict, "body_timeout")?,
             max_body_size: item(dict, "max_body_size")?,
+            post_buffering: item(dict, "post_buffering")?,
+            spool_dir: item(dict, "spool_dir")?,
             app_label,
         })
     }
