@@ -153,7 +153,7 @@ where
                     left -= take as u64;
                 }
                 if left == 0 {
-                    return sink.finish().map_err(BodyError::Spool);
+                    return Ok(sink.finish());
                 }
                 send_continue(stream, &mut continue_line).await?;
                 let want = usize::try_from(left).unwrap_or(READ_STEP).min(READ_STEP);
@@ -171,7 +171,7 @@ where
                         }
                         sink.push(data).map_err(BodyError::Spool)?;
                     }
-                    Ok(Piece::End) => return sink.finish().map_err(BodyError::Spool),
+                    Ok(Piece::End) => return Ok(sink.finish()),
                     Ok(Piece::NeedMore) => {
                         send_continue(stream, &mut continue_line).await?;
                         read_more(stream, buffer, READ_STEP, limits.idle).await?;

@@ -114,9 +114,9 @@ pub(crate) struct Config {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_body_size: u64,
-    /// Bodies up to this many bytes stay in memory; larger ones are spooled.
+    /// Bodies larger than this are spooled to a file instead of memory.
     pub post_buffering: u64,
-    /// Where spooled bodies go (unnamed files).
+    /// Where spooled bodies go: an absolute folder, resolved by the option table.
     pub spool_dir: PathBuf,
     /// Shown in the banner: what the user asked us to serve.
     pub app_label: String,
@@ -227,14 +227,8 @@ impl Config {
             header_timeout: seconds(dict, "header_timeout")?,
             body_timeout: seconds(dict, "body_timeout")?,
             max_body_size: item(dict, "max_body_size")?,
-            post_buffering: item::<Option<u64>>(dict, "post_buffering")
-                .ok()
-                .flatten()
-                .unwrap_or(1 << 20),
-            spool_dir: item::<Option<PathBuf>>(dict, "spool_dir")
-                .ok()
-                .flatten()
-                .unwrap_or_else(std::env::temp_dir),
+            post_buffering: item(dict, "post_buffering")?,
+            spool_dir: item(dict, "spool_dir")?,
             app_label,
         })
     }

@@ -48,6 +48,11 @@ BASE = [APP, "--http", "127.0.0.1:0", "--chdir", str(TESTS_DIR)]
         (["--body-timeout", "-2"], "--body-timeout"),
         (["--max-body-size", "0"], "--max-body-size"),
         (["--chdir", "/nonexistent/rwsgi/dir"], "--chdir"),
+        (["--post-buffering", "-1"], "--post-buffering"),
+        (["--post-buffering", "1M"], "--post-buffering"),
+        (["--spool-dir", "/nonexistent/rwsgi/spool"], "--spool-dir"),
+        (["--spool-dir", str(TESTS_DIR / "conftest.py")], "--spool-dir"),
+        (["--spool-dir", "/proc/self"], "--spool-dir"),  # a folder not even root can write
         (["--no-such-flag"], "--no-such-flag"),
     ],
 )
@@ -56,6 +61,29 @@ def test_bad_argument_exits_2_naming_the_option(start_server, args: list[str], o
     assert code == 2, server.logs()
     assert option in server.logs()
     assert "listening on" not in server.logs()
+
+
+def test_spool_options_are_accepted(start_server, tmp_path) -> None:
+    server = start_server(
+        "apps.body:application", "--post-buffering", "0", "--spool-dir", str(tmp_path)
+    )
+    assert server.request("POST", "/?mode=hash", body=b"abc").json()["size"] == 3
+
+
+def test_spool_dir_defaults_to_the_temp_folder_made_absolute(tmp_path, monkeypatch) -> None:
+    import os
+    import tempfile
+
+    from rwsgi.options import normalize
+
+    config = normalize({"http": "127.0.0.1:0"})
+    assert config["spool_dir"] == os.path.abspath(tempfile.gettempdir())
+    assert config["post_buffering"] == 1 << 20
+    monkeypatch.chdir(tmp_path.parent)
+    config = normalize({"http": "127.0.0.1:0", "spool_dir": tmp_path.name, "post_buffering": 0})
+    # made absolute, so that --chdir does not move it
+    assert os.path.isabs(config["spool_dir"]) and os.path.samefile(config["spool_dir"], tmp_path)
+    assert config["post_buffering"] == 0
 
 
 def test_missing_app_exits_2(start_server) -> None:
@@ -123,6 +151,8 @@ def test_help_lists_the_options(start_server) -> None:
         "--header-timeout",
         "--body-timeout",
         "--max-body-size",
+        "--post-buffering",
+        "--spool-dir",
         "--chdir",
         "--pythonpath",
         "--preload",
@@ -173,6 +203,10 @@ else:
         ({"header_timeout": "10"}, "type_error", ["header_timeout"]),
         ({"max_body_size": 0}, "value_error", ["max_body_size"]),
         ({"chdir": "/nonexistent/rwsgi/dir"}, "value_error", ["chdir"]),
+        ({"post_buffering": -1}, "value_error", ["post_buffering"]),
+        ({"post_buffering": "65536"}, "type_error", ["post_buffering"]),
+        ({"spool_dir": "/nonexistent/rwsgi/spool"}, "value_error", ["spool_dir"]),
+        ({"spool_dir": 5}, "type_error", ["spool_dir"]),
         ({"preload": "yes"}, "type_error", ["preload"]),
         ({"http": []}, "value_error", ["http"]),
     ],

@@ -1,4 +1,4 @@
-"""wsgi.input and request bodies: every read method, chunked bodies,
+"""wsgi.input and request bodies: every read method, seek/tell, chunked bodies,
 Expect: 100-continue, unread bodies on keep-alive, --max-body-size (413) and
 --body-timeout."""
 
@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from apps.body import rehash, seek_ops
 from conftest import IncompleteResponse, Server, read_head, read_response, recorded_lines
 
 pytestmark = pytest.mark.timeout(60)
@@ -73,6 +74,33 @@ def test_read_n_returns_at_most_n_bytes(server: Server, n: int) -> None:
     assert all(0 < len(piece) <= n for piece in pieces)
     assert b"".join(pieces) == body
     assert report["after"] == ""
+
+
+@pytest.mark.parametrize("body", [LINES, b"no newline at all", b"\n\n\n"])
+def test_seek_and_tell_behave_like_a_file(server: Server, body: bytes) -> None:
+    response = server.request("POST", "/?mode=seek", body=body)
+    assert response.status == 200, server.logs()
+    report = response.json()
+    assert report["seek_ops"] == seek_ops(io.BytesIO(body))
+    # a position past the end is clamped to the end (io.BytesIO would keep it)
+    assert report["end"] == len(body)
+
+
+def test_seek_back_reads_the_body_again(server: Server) -> None:
+    body = os.urandom(300_000).replace(b"\n", b"\n" * 2)
+    response = server.request("POST", "/?mode=rehash", body=body, timeout=30)
+    assert response.status == 200, server.logs()
+    passes = response.json()["passes"]
+    assert passes == rehash(io.BytesIO(body))
+    assert passes[0] == {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)}
+
+
+def test_seek_is_clamped_and_an_empty_body_stays_at_zero(server: Server) -> None:
+    # requests without a body share one input: a seek must leave nothing for the next
+    report = server.get_json("/?mode=tell&n=100")
+    assert (report["seek"], report["tell"]) == (0, 0)
+    assert server.request("POST", "/?mode=tell&n=100", body=b"abc").json()["tell"] == 3
+    assert server.get_json("/?mode=tell&n=0")["tell"] == 0
 
 
 def test_get_without_body_reads_empty_at_once(server: Server) -> None:

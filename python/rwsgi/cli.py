@@ -18,6 +18,7 @@ __all__ = ["build_parser", "main"]
 
 _CLI_TYPES: dict[str, type] = {
     "_positive_int": int,
+    "_non_negative_int": int,
     "_non_negative_seconds": float,
 }
 

@@ -31,6 +31,14 @@ def _positive_int(name: str, value: object) -> int:
     return value
 
 
+def _non_negative_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 0:
+        raise OptionError(f"{name} must be zero or more, got {value}")
+    return value
+
+
 def _non_negative_seconds(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
@@ -54,6 +62,23 @@ def _directory(name: str, value: object) -> str:
     if not os.path.isdir(path):
         raise OptionError(f"{name}: {path!r} is not a directory")
     return path
+
+
+def _spool_dir(name: str, value: object) -> str | None:
+    """A folder the worker can create files in, made absolute before --chdir applies."""
+    if value is None:
+        return None
+    path = os.path.abspath(_directory(name, value))
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OptionError(f"{name}: {path!r} is not writable")
+    return path
+
+
+def _default_spool_dir() -> str:
+    """$TMPDIR, else the first writable of /tmp, /var/tmp...: resolved once, in the master."""
+    import tempfile
+
+    return os.path.abspath(tempfile.gettempdir())
 
 
 def _string_list(name: str, value: object) -> list[str]:
@@ -322,6 +347,22 @@ OPTIONS: tuple[Option, ...] = (
         aliases=("limit_post",),
     ),
     Option(
+        "post_buffering",
+        _non_negative_int,
+        1 << 20,
+        "request bodies larger than this many bytes are spooled to an unnamed file in "
+        "--spool-dir instead of memory (0 spools every body)",
+        metavar="BYTES",
+    ),
+    Option(
+        "spool_dir",
+        _spool_dir,
+        None,
+        "folder for spooled request bodies (default: $TMPDIR or /tmp); the files have no "
+        "name, so nothing is left there even if a worker is killed",
+        metavar="DIR",
+    ),
+    Option(
         "chdir",
         _directory,
         None,
@@ -364,6 +405,8 @@ def normalize(values: Mapping[str, object]) -> dict[str, Any]:
         if option.name not in config:
             default = option.default
             config[option.name] = list(default) if isinstance(default, list) else default
+    if config["spool_dir"] is None:
+        config["spool_dir"] = _default_spool_dir()
     if not (config["http"] or config["http_socket"] or config["socket"]):
         raise OptionError(
             "no listener: give --http 127.0.0.1:8000, --http-socket ADDR or --socket ADDR"

@@ -2,7 +2,10 @@
 
 The answer is JSON: ``pieces`` (each call's result, latin-1 decoded), ``body``
 (their concatenation), ``after`` (what one more read returned at the end) and
-``content_length`` (the CONTENT_LENGTH the app saw, or null).
+``content_length`` (the CONTENT_LENGTH the app saw, or null). ``mode=seek``
+reports ``seek_ops`` instead; ``mode=rehash`` reads the body three times
+(``read(n)``, line iteration, ``seek(0)`` and ``read(n)`` again) and reports
+the sha256 and size of each pass.
 """
 
 from __future__ import annotations
@@ -52,6 +55,36 @@ def _pieces(stream, mode: str, n: int) -> tuple[list[bytes], bytes]:
     raise ValueError(f"unknown mode {mode!r}")
 
 
+def seek_ops(stream) -> list[object]:
+    """seek/tell/read calls whose results match ``io.BytesIO`` on the same bytes."""
+    ops: list[object] = [stream.seekable(), stream.tell(), stream.read(5).decode("latin-1")]
+    ops += [stream.tell(), stream.seek(0), stream.read().decode("latin-1"), stream.tell()]
+    ops += [stream.seek(-3, 2), stream.read().decode("latin-1")]
+    ops += [stream.seek(2), stream.readline().decode("latin-1"), stream.tell()]
+    ops += [stream.seek(-4, 1), stream.read(2).decode("latin-1"), stream.seek(-99, 1)]
+    ops += [stream.seek(0, 2), stream.read(), stream.seek(0), b"|".join(stream), stream.tell()]
+    return [op.decode("latin-1") if isinstance(op, bytes) else op for op in ops]
+
+
+def _hash_pass(pieces) -> dict[str, object]:
+    digest = hashlib.sha256()
+    size = 0
+    for piece in pieces:
+        digest.update(piece)
+        size += len(piece)
+    return {"sha256": digest.hexdigest(), "size": size}
+
+
+def rehash(stream) -> list[dict[str, object]]:
+    """Read the whole body three ways, each from the start, in pieces of at most 64 KiB."""
+    passes = [_hash_pass(iter(lambda: stream.read(65536), b""))]
+    stream.seek(0)
+    passes.append(_hash_pass(stream))
+    stream.seek(0)
+    passes.append(_hash_pass(iter(lambda: stream.read(100_000), b"")))
+    return passes
+
+
 def application(environ, start_response):
     record_call(environ)
     args = query(environ)
@@ -69,6 +102,13 @@ def application(environ, start_response):
         report = {"sha256": digest.hexdigest(), "size": size}
     elif mode == "ignore":
         report = {}
+    elif mode == "seek":
+        report = {"seek_ops": seek_ops(stream), "end": stream.seek(10**9)}
+    elif mode == "tell":
+        seek = stream.seek(int(args.get("n", "0")))
+        report = {"seek": seek, "tell": stream.tell()}
+    elif mode == "rehash":
+        report = {"passes": rehash(stream)}
     else:
         pieces, after = _pieces(stream, mode, int(args.get("n", "0") or 0))
         for piece in pieces:
