@@ -4,6 +4,7 @@
 mod body;
 mod body_reader;
 mod capacity;
+mod chunked;
 mod clock;
 mod config;
 mod connection;

@@ -39,7 +39,6 @@ from test_input import LINES, expected_pieces
 
 pytestmark = [
     pytest.mark.timeout(300),
-    pytest.mark.skip(reason="wired by the connection rewrite"),
 ]
 
 APP = "apps.body:application"

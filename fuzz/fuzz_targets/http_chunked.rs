@@ -1,4 +1,4 @@
-//! Arbitrary bytes as a chunked request body (`src/http/chunked.rs`): the
+//! Arbitrary bytes as a chunked request body (`src/chunked/mod.rs`): the
 //! decoder never panics, answers the same however the bytes are split into
 //! reads, and what it decodes survives a round trip through our encoder.
 //! The first input byte seeds the read sizes; the rest is the body.
@@ -8,7 +8,7 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../src/http/chunked.rs"]
+#[path = "../../src/chunked/mod.rs"]
 mod chunked;
 
 use chunked::{push_chunk_head, Chunk, ChunkError, ChunkedDecoder, LAST_CHUNK};

@@ -6,7 +6,7 @@
 
 use bytes::BytesMut;
 
-use super::chunked::{Chunk, ChunkError, ChunkedDecoder};
+use crate::chunked::{Chunk, ChunkError, ChunkedDecoder};
 use super::codec::{self, BodyKind, Parsed};
 use crate::body_reader::{BodyDecoder, Framing, Piece};
 use crate::connection::{Cut, Incoming, Parse, Protocol};

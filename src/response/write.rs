@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::encode::{Encoded, Framing};
-use crate::http::chunked::{push_chunk_head, LAST_CHUNK};
+use crate::chunked::{push_chunk_head, LAST_CHUNK};
 use crate::log;
 
 /// A connection keeps its head buffer for the next response up to this size.
