@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import in_threads, url_arg, wait_until
+from conftest import in_threads, recorded_lines, url_arg, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -160,3 +160,81 @@ def test_connections_beyond_the_threads_wait_in_the_backlog(start_server) -> Non
         reports = list(pool.map(lambda _: server.get_json("/sleep?t=0.01", timeout=20), range(20)))
     assert len(reports) == 20
     assert all(report["max_concurrent"] == 1 for report in reports)
+
+
+# -- fairness: behaviour under load, not speed ---------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_fresh_connections_are_answered_under_a_saturating_load(start_server) -> None:
+    """1 worker x 1 thread, 50 keep-alive clients hammering a 2 ms app: 20 new
+    connections opened meanwhile must each get an answer (none starves)."""
+    server = start_server("apps.sleep:application", workers=1, threads=1)
+    stop = threading.Event()
+    served = [0] * 50
+    errors: list[BaseException] = []
+
+    def hammer(index: int) -> None:
+        conn = server.connection(timeout=30)
+        try:
+            while not stop.is_set():
+                conn.request("GET", "/sleep?t=0.002")
+                response = conn.getresponse()
+                response.read()
+                assert response.status == 200
+                served[index] += 1
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            conn.close()
+
+    clients = [threading.Thread(target=hammer, args=(i,)) for i in range(50)]
+    for client in clients:
+        client.start()
+    answered: list[int] = []
+    try:
+        wait_until(lambda: sum(served) >= 200, 30)  # the load is on
+        for _ in range(20):
+            before = sum(served)
+            answered.append(server.get_json("/pid", timeout=10)["pid"])
+            assert sum(served) > before, "the load stopped while a probe waited"
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(40)
+    assert len(answered) == 20
+    assert not errors, errors[:3]
+    assert all(count > 0 for count in served), "a load client was never served"
+
+
+@pytest.mark.timeout(60)
+def test_second_thread_answers_while_the_first_is_inside_the_app(
+    start_server, tmp_path: Path
+) -> None:
+    """1 worker x 2 threads: while connection A's request is inside the app,
+    connection B's request is answered (by the app: it records the call)."""
+    record = tmp_path / "calls.txt"
+    server = start_server(
+        "apps.core:application", workers=1, threads=2, env={"RWSGI_TEST_RECORD": str(record)}
+    )
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    a_done = threading.Event()
+    a_result: list[dict] = []
+
+    def request_a() -> None:
+        a_result.append(server.get_json(gated(gate, started), timeout=40))
+        a_done.set()
+
+    thread_a = threading.Thread(target=request_a)
+    thread_a.start()
+    try:
+        wait_until(started.exists, 10)  # A is inside the app
+        b_report = server.get_json("/core/fair-b", timeout=10)
+        a_finished_first = a_done.is_set()
+    finally:
+        gate.touch()
+        thread_a.join(40)
+    assert b_report["path"] == "/core/fair-b"
+    assert "/core/fair-b" in recorded_lines(record)
+    assert not a_finished_first, "B was answered only after A left the app"
+    assert a_result and a_result[0]["gate_opened"] is True
