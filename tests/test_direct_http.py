@@ -25,7 +25,9 @@ from conftest import (
     ServerFactory,
     read_head,
     read_response,
+    read_until_closed,
     recorded_lines,
+    trickle,
     url_arg,
     wait_until,
 )
@@ -124,42 +126,6 @@ def environ_of(response: RawResponse) -> dict[str, str]:
     report: dict[str, Any] = response.json()
     environ: dict[str, str] = report["environ"]
     return environ
-
-
-def read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, float]:
-    """Read until the server closes; what came and how long it took.
-
-    Fails if the connection is still open after ``timeout`` seconds."""
-    began = time.monotonic()
-    deadline = began + timeout
-    data = b""
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            pytest.fail(f"connection still open after {timeout} s (got {data!r})")
-        sock.settimeout(remaining)
-        try:
-            piece = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        except TimeoutError:
-            pytest.fail(f"connection still open after {timeout} s (got {data!r})")
-        if not piece:
-            break
-        data += piece
-    return data, time.monotonic() - began
-
-
-def rest_until_closed(rfile: Any, sock: socket.socket, timeout: float) -> bytes:
-    """What follows on a buffered reader until the server closes (bounded)."""
-    sock.settimeout(timeout)
-    try:
-        data: bytes = rfile.read()
-    except ConnectionResetError:
-        return b""
-    except TimeoutError:
-        pytest.fail(f"connection still open {timeout} s after the response")
-    return data
 
 
 # -- 1, 2: plain requests around a hand-off to hyper ---------------------------------
@@ -306,7 +272,7 @@ def test_plain_then_http10_without_keep_alive_is_served_and_closed(server: Serve
         environ = environ_of(old)
         assert environ["SERVER_PROTOCOL"] == "HTTP/1.0"
         assert environ["PATH_INFO"] == "/ten/2"
-        assert rest_until_closed(rfile, sock, 5) == b""
+        assert read_until_closed(sock, 5, rfile) == b""
 
 
 # -- 4: the environ built from a raw head ----------------------------------------------
@@ -466,7 +432,7 @@ def test_head_gets_the_length_but_no_body(response_server: Server) -> None:
             assert len(response.body) == length
         sock.sendall(request("HEAD", "/hello", "Connection: close"))
         assert read_response(rfile, "HEAD").header("content-length") == "5"
-        assert rest_until_closed(rfile, sock, 5) == b"", "no body after a HEAD answer"
+        assert read_until_closed(sock, 5, rfile) == b"", "no body after a HEAD answer"
 
 
 # -- 6: 413 and 408 -----------------------------------------------------------------------
@@ -482,7 +448,7 @@ def test_body_over_max_body_size_is_413_and_closes(limited: Server, limits_recor
         refused = read_response(rfile, "POST")
         assert refused.status == 413, refused
         assert (refused.header("connection") or "").lower() == "close", refused.headers
-        assert rest_until_closed(rfile, sock, 5) == b""
+        assert read_until_closed(sock, 5, rfile) == b""
     assert "/too-large/echo" not in calls(limits_record)
     assert "/after-413" not in calls(limits_record)
 
@@ -499,8 +465,8 @@ def test_stalled_body_is_408_after_body_timeout(limited: Server, limits_record: 
             pytest.fail("still waiting for the body 6 s later with --body-timeout 1")
         elapsed = time.monotonic() - began
         assert response.status == 408, response
-        assert 0.5 < elapsed < 5, elapsed
-        assert rest_until_closed(rfile, sock, 5) == b""
+        assert elapsed > 0.5, f"answered after {elapsed:.2f} s, before --body-timeout 1"
+        assert read_until_closed(sock, 5, rfile) == b""
     assert "/stalled/echo" not in calls(limits_record)
 
 
@@ -516,7 +482,9 @@ def test_idle_connection_is_closed_after_header_timeout(
             with sock.makefile("rb") as rfile:
                 sock.sendall(get("/idle"))
                 assert environ_of(read_response(rfile))["PATH_INFO"] == "/idle"
-        data, elapsed = read_until_closed(sock, 3)
+        began = time.monotonic()
+        data = read_until_closed(sock, 10)
+        elapsed = time.monotonic() - began
     assert data == b"" or data.startswith(b"HTTP/1.1 408"), data
     assert elapsed > 0.8, f"closed after {elapsed:.2f} s with --header-timeout 1"
 
@@ -526,41 +494,15 @@ def test_trickling_head_is_cut_off(
     limited: Server, limits_record: Path, served_before: int
 ) -> None:
     target = f"/trickle/{served_before}"
-    data = get(target)  # ~40 bytes at 4 a second: 10 s, far over the 1 s limit
+    # ~100 bytes at 4 a second: 25 s if never cut off, far over the 1 s limit
+    data = get(target, "X-Pad: " + "p" * 50)
     with limited.connect() as sock:
         if served_before:
             with sock.makefile("rb") as rfile:
                 sock.sendall(get("/before-trickle"))
                 assert environ_of(read_response(rfile))["PATH_INFO"] == "/before-trickle"
-        began = time.monotonic()
-        answer = b""
-        closed = False
-        sent = 0
-        while sent < len(data) and time.monotonic() - began < 3:
-            try:
-                sock.sendall(data[sent : sent + 1])
-            except (BrokenPipeError, ConnectionResetError):
-                closed = True
-                break
-            sent += 1
-            sock.settimeout(0.25)
-            try:
-                piece = sock.recv(65536)
-            except TimeoutError:
-                continue
-            except ConnectionResetError:
-                closed = True
-                break
-            if not piece:
-                closed = True
-                break
-            answer += piece
-        elapsed = time.monotonic() - began
-        if not closed:
-            more, _ = read_until_closed(sock, 0.5)
-            answer += more
+        sent, answer = trickle(sock, data)
     assert sent < len(data), "the whole head went out: the server never cut it off"
-    assert elapsed < 3, elapsed
     assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer
     assert target not in calls(limits_record)
 
@@ -587,7 +529,8 @@ def test_header_timeout_counts_from_the_end_of_each_response(start_server: Serve
 def test_sigterm_closes_an_idle_keep_alive_connection(
     start_server: ServerFactory, history: str
 ) -> None:
-    server = start_server("apps.uwsgi_apps:application", threads=2)
+    # With a 60 s header timeout, the stop is the only thing that can close it.
+    server = start_server("apps.uwsgi_apps:application", "--header-timeout", "60", threads=2)
     with server.connect() as sock, sock.makefile("rb") as rfile:
         if history in ("plain", "handed-off"):
             sock.sendall(get("/before-stop"))
@@ -597,13 +540,10 @@ def test_sigterm_closes_an_idle_keep_alive_connection(
             assert read_response(rfile, "POST").body == b"to hyper"
         if history == "fresh":
             time.sleep(0.2)  # let the worker accept it
-        began = time.monotonic()
         server.send_signal(signal.SIGTERM)
-        data, elapsed = read_until_closed(sock, 3)  # the default header timeout is 10 s
+        data = read_until_closed(sock, 30)
     assert data == b"", data
-    assert elapsed < 3, elapsed
-    assert server.wait(10) == 0, server.logs()
-    assert time.monotonic() - began < 5
+    assert server.wait(30) == 0, server.logs()
 
 
 def test_sigterm_lets_a_directly_served_request_finish_then_closes(
@@ -622,5 +562,5 @@ def test_sigterm_lets_a_directly_served_request_finish_then_closes(
         assert json.loads(response.body)["slept"] >= 0.9
         assert len(response.body) > 50000
         assert (response.header("connection") or "").lower() == "close", response.headers
-        assert rest_until_closed(rfile, sock, 3) == b""
+        assert read_until_closed(sock, 3, rfile) == b""
     assert server.wait(10) == 0, server.logs()

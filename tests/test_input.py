@@ -104,11 +104,11 @@ def test_seek_is_clamped_and_an_empty_body_stays_at_zero(server: Server) -> None
 
 
 def test_get_without_body_reads_empty_at_once(server: Server) -> None:
-    began = time.monotonic()
-    report = server.get_json("/?mode=read")
+    # A read waiting for a body that never comes would end only at the 30 s
+    # --body-timeout, well after this request's own 10 s.
+    report = server.get_json("/?mode=read", timeout=10)
     assert report["body"] == "" and report["after"] == ""
     assert report["content_length"] in (None, "")
-    assert time.monotonic() - began < 2
 
 
 def test_zero_length_post(server: Server) -> None:
@@ -271,6 +271,6 @@ def test_body_timeout_ends_a_stalled_body(limited: Server, limits_record: Path) 
             pytest.fail("the server still waits for the body after 6 s with --body-timeout 1")
         elapsed = time.monotonic() - began
     assert status in (None, 400, 408), status
-    assert 0.5 < elapsed < 5, elapsed
+    assert elapsed > 0.5, f"ended after {elapsed:.2f} s, before --body-timeout 1"
     assert "/stalled-body" not in calls(limits_record)
     assert limited.request("POST", "/after-stall?mode=read", body=b"ok").status == 200

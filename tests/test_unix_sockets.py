@@ -22,7 +22,7 @@ from nginx_helper import (
     Rwsgi,
     connect,
     parse_response,
-    read_to_eof,
+    read_until_closed,
     request_vars,
     run_to_exit,
     short_tmpdir,
@@ -67,7 +67,7 @@ def http_over_unix(path: str, target: str = "/env") -> tuple[int, dict]:
         sock.sendall(
             f"GET {target} HTTP/1.1\r\nHost: unix\r\nConnection: close\r\n\r\n".encode("ascii")
         )
-        response = parse_response(read_to_eof(sock))
+        response = parse_response(read_until_closed(sock))
     return response.status, json.loads(response.body)
 
 

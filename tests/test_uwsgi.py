@@ -26,7 +26,7 @@ from nginx_helper import (
     Rwsgi,
     connect,
     parse_response,
-    read_to_eof,
+    read_until_closed,
     request_vars,
     run_to_exit,
     short_tmpdir,
@@ -100,7 +100,7 @@ def test_get_answers_http_and_closes(backend: Backend, transport: str) -> None:
     packet = uwsgi_packet(request_vars(path="/reason"))
     with connect(address) as sock:
         sock.sendall(packet)
-        raw = read_to_eof(sock)  # returns only because the server closes
+        raw = read_until_closed(sock)  # returns only because the server closes
     response = parse_response(raw)
     assert response.status_line == "HTTP/1.1 299 Custom Reason"
     assert response.header("content-type") == "text/plain"
@@ -252,7 +252,7 @@ def test_slow_body_within_idle_timeout_is_served(backend: Backend) -> None:
         for index in range(4):
             time.sleep(0.4)  # deliberate pacing below the 1 s idle limit, not readiness
             sock.sendall(body[index * 1000 : (index + 1) * 1000])
-        response = parse_response(read_to_eof(sock))
+        response = parse_response(read_until_closed(sock))
     assert response.status == 200, (response.raw[:300], backend.server.logs())
     assert json.loads(response.body)["sha256"] == hashlib.sha256(body).hexdigest()
 
@@ -278,9 +278,10 @@ def test_vars_block_of_exactly_65535_bytes(backend: Backend) -> None:
 
 
 def test_head_gets_no_body(backend: Backend) -> None:
-    response = uwsgi_exchange(backend.unix, uwsgi_packet(request_vars("HEAD", "/echo")))
+    packet = uwsgi_packet(request_vars("HEAD", "/echo"))
+    response = uwsgi_exchange(backend.unix, packet, method="HEAD")
     assert response.status == 200
-    assert response.body == b""
+    assert response.body == b"" and response.trailing == b""
 
 
 @pytest.mark.parametrize("code", [204, 304])
@@ -289,7 +290,7 @@ def test_no_body_for_204_and_304(backend: Backend, code: int) -> None:
     response = uwsgi_exchange(backend.unix, packet)
     assert response.status == code
     assert response.header("x-status") == str(code)
-    assert response.body == b""
+    assert response.body == b"" and response.trailing == b""
 
 
 def test_http_10_request_gets_http_10_status_line(backend: Backend) -> None:
@@ -313,7 +314,7 @@ def test_generator_response_streams_close_delimited(backend: Backend) -> None:
                 received += piece
             # The app is now waiting for the gate: the first chunk came on its own.
             gate.touch()
-            received += read_to_eof(sock)
+            received += read_until_closed(sock)
     finally:
         shutil.rmtree(gate.parent, ignore_errors=True)
     response = parse_response(bytes(received))
@@ -340,7 +341,7 @@ def test_content_length_over_max_body_size_is_413(backend: Backend) -> None:
     pairs = request_vars("POST", "/hash", CONTENT_LENGTH=str(MAX_BODY + 1))
     with connect(backend.tcp) as sock:
         sock.sendall(uwsgi_packet(pairs))  # no body: the answer must not wait for it
-        response = parse_response(read_to_eof(sock))
+        response = parse_response(read_until_closed(sock))
     assert response.status == 413
     assert len(backend.calls()) == calls
 
@@ -416,7 +417,7 @@ def test_malformed_packet_is_closed_logged_and_harmless(backend: Backend, name: 
             sock.sendall(data)
         if then == "close":
             sock.shutdown(socket.SHUT_WR)
-        answer = read_to_eof(sock)
+        answer = read_until_closed(sock)
     elapsed = time.monotonic() - started
     if name == "slow-body-past-timeout":
         # A well-formed request whose body stalls gets the 408 every protocol gets.
@@ -436,7 +437,7 @@ def test_connection_closed_before_anything_is_silent(backend: Backend) -> None:
     calls = len(backend.calls())
     with connect(backend.tcp) as sock:
         sock.shutdown(socket.SHUT_WR)
-        assert read_to_eof(sock) == b""
+        assert read_until_closed(sock) == b""
     assert len(backend.calls()) == calls
     assert backend.env()["pid"] == pid
 
@@ -451,7 +452,7 @@ def test_many_malformed_then_valid_on_same_worker(backend: Backend) -> None:
         with connect(backend.tcp) as sock:
             sock.sendall(data)
             sock.shutdown(socket.SHUT_WR)
-            read_to_eof(sock)
+            read_until_closed(sock)
     assert len(backend.calls()) == calls
     assert backend.env()["pid"] == pid
 
@@ -503,7 +504,7 @@ def test_uwsgi_allow_from_on_loopback(allow: str, allowed: bool) -> None:
                 sock.sendall(uwsgi_packet(request_vars()))
             except (BrokenPipeError, ConnectionResetError):
                 pass  # closed before we finished writing: also a refusal
-            answer = read_to_eof(sock)
+            answer = read_until_closed(sock)
         if allowed:
             assert parse_response(answer).status == 200
             assert record.read_text().splitlines() == ["/env"]
@@ -519,18 +520,29 @@ def test_uwsgi_allow_from_on_loopback(allow: str, allowed: bool) -> None:
 # -- concurrency and shutdown --------------------------------------------------
 
 
-def test_silent_connections_do_not_block_others(backend: Backend) -> None:
-    """Connections waiting for their packet (more than --threads) hold no thread."""
-    socks = [connect(backend.unix) for _ in range(4)]
+def test_silent_connections_do_not_block_others() -> None:
+    """Connections waiting for their packet (more than --threads) hold no thread:
+    a valid request is answered while every one of them is still open."""
+    tmp = short_tmpdir()
+    sock_path = os.path.join(tmp, "s.sock")
+    # A 60 s header timeout: nothing but the server's own choice closes them early.
+    server = Rwsgi(APP, "--socket", sock_path, "--header-timeout", "60", "--threads", "2")
+    socks = [connect(sock_path) for _ in range(4)]
     try:
         for index, sock in enumerate(socks):
             sock.sendall(b"\x00\x10" if index % 2 else uwsgi_header(100))
-        started = time.monotonic()
-        assert backend.env()["environ"]["PATH_INFO"] == "/env"
-        assert time.monotonic() - started < TIMEOUT * 0.8, "a valid request waited for them"
+        response = uwsgi_exchange(sock_path, uwsgi_packet(request_vars()))
+        assert response.status == 200, server.logs()
+        assert json.loads(response.body)["environ"]["PATH_INFO"] == "/env"
+        for sock in socks:
+            sock.setblocking(False)
+            with pytest.raises(BlockingIOError):  # still open, nothing sent back
+                sock.recv(1)
     finally:
         for sock in socks:
             sock.close()
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_waiting_generator_does_not_block_other_requests(backend: Backend) -> None:
@@ -547,7 +559,7 @@ def test_waiting_generator_does_not_block_other_requests(backend: Backend) -> No
             report = backend.env()
             assert report["environ"]["PATH_INFO"] == "/env"
             gate.touch()
-            received += read_to_eof(sock)
+            received += read_until_closed(sock)
         assert b"gate timeout" not in received
         assert received.endswith(b"last\n")
     finally:
@@ -573,7 +585,7 @@ def test_sigterm_lets_an_inflight_uwsgi_response_finish() -> None:
             server.proc.send_signal(15)
             server.wait_for_log("SIGTERM", since=since)
             gate.touch()
-            received += read_to_eof(sock)
+            received += read_until_closed(sock)
         assert parse_response(bytes(received)).body == stream_body()
         assert server.wait_exit() == 0
         assert not os.path.exists(sock_path)
