@@ -561,4 +561,6 @@ impl ChunkedDecoder {
 }
 
 #[cfg(test)]
+mod differential;
+#[cfg(test)]
 mod tests;
