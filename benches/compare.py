@@ -27,7 +27,6 @@ import os
 import re
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from freshconn import FreshProbe
-from holdconn import HeldConnections, raise_nofile
+from holdconn import idle_runs, raise_nofile
 from procstat import (
     CLK_TCK,
     RssSampler,
@@ -43,7 +42,6 @@ from procstat import (
     context_switches,
     cpu_ticks,
     machine_busy_ticks,
-    rss_bytes,
     self_cpu_s,
     session_pids,
     wait_until_idle,
@@ -262,7 +260,15 @@ def measure(server: Server, scenario: Scenario, args: argparse.Namespace, logfil
         if args.warmup:
             run_wrk(scenario, port, args.warmup, args)
         if scenario.idle:
-            result.update(idle_runs(proc, scenario, port, args))
+            result.update(
+                idle_runs(
+                    proc.pid,
+                    port,
+                    args.connections,
+                    args.hold_timeout,
+                    lambda: loaded_run(proc, scenario, port, args),
+                )
+            )
         else:
             result.update(loaded_run(proc, scenario, port, args))
         if proc.poll() is not None:
@@ -278,60 +284,6 @@ def measure(server: Server, scenario: Scenario, args: argparse.Namespace, logfil
         if note:
             result["stop_note"] = note
     return result
-
-
-def tree_rss(sid: int, samples: int = 5) -> int:
-    """The session's summed RSS, the median of a few samples 0.1 s apart."""
-    values = []
-    for _ in range(samples):
-        values.append(rss_bytes(session_pids(sid)))
-        time.sleep(0.1)
-    return int(statistics.median(values))
-
-
-def idle_runs(
-    proc: subprocess.Popen[bytes], scenario: Scenario, port: int, args: argparse.Namespace
-) -> dict:
-    """idle_keepalive: hello alone, then ``--connections`` idle keep-alive
-    connections opened (one answered GET each) and held, their RSS cost, hello
-    while they are held, and hello alone again once they are closed. The
-    table's load figures are the held run's; the rate alone is the mean of the
-    runs before and after it, so a drift of the machine over the three runs
-    does not pass for an effect of the held connections."""
-    alone = loaded_run(proc, scenario, port, args)
-    rss0 = tree_rss(proc.pid)
-    held = HeldConnections(port)
-    try:
-        answered = held.open(args.connections, args.hold_timeout)
-        time.sleep(1.0)  # let the workers finish registering them
-        open_at_load = held.still_open()
-        rss1 = tree_rss(proc.pid)
-        if proc.poll() is not None:
-            raise RunFailed(f"server exited while connections were opened ({proc.returncode})")
-        loaded = loaded_run(proc, scenario, port, args)
-        open_after = held.still_open()
-    finally:
-        held.close()
-    time.sleep(0.5)  # the server reaps the closed connections
-    after = loaded_run(proc, scenario, port, args)
-    alone_rps = (alone["rps"] + after["rps"]) / 2
-    return {
-        **loaded,
-        "other_cores": max(alone["other_cores"], loaded["other_cores"], after["other_cores"]),
-        "alone": {k: v for k, v in alone.items() if k != "processes"},
-        "alone_after": {k: v for k, v in after.items() if k != "processes"},
-        "alone_rps": alone_rps,
-        "rps_ratio": loaded["rps"] / alone_rps if alone_rps else None,
-        "held_target": args.connections,
-        "held": answered,
-        "held_failed": held.failed,
-        "open_s": held.open_s,
-        "open_at_load": open_at_load,
-        "open_after": open_after,
-        "rss_idle_mib": rss0 / 2**20,
-        "rss_held_mib": rss1 / 2**20,
-        "kib_per_conn": (rss1 - rss0) / 1024 / open_at_load if open_at_load else None,
-    }
 
 
 def quietest(

@@ -1,6 +1,6 @@
 """Idle keep-alive connections held open against a server, for the
-``idle_keepalive`` scenario: what each costs the server in memory, and
-whether serving others slows down while they are held.
+``idle_keepalive`` scenario (``idle_runs``): what each costs the server in
+memory, and whether serving others slows down while they are held.
 
 ``HeldConnections.open`` connects ``count`` sockets (at most ``in_flight`` at
 a time still waiting for their answer, so the listen queue is not flooded),
@@ -17,9 +17,12 @@ import errno
 import resource
 import selectors
 import socket
+import statistics
 import struct
 import time
+from collections.abc import Callable
 
+from procstat import rss_bytes, session_pids
 from servers import HOST
 
 _LINGER_RESET = struct.pack("ii", 1, 0)
@@ -169,3 +172,56 @@ class HeldConnections:
     def _fail_n(self, why: str, n: int) -> None:
         if n > 0:
             self.failed[why] = self.failed.get(why, 0) + n
+
+
+def tree_rss(sid: int, samples: int = 5) -> int:
+    """The session's summed RSS, the median of a few samples 0.1 s apart."""
+    values = []
+    for _ in range(samples):
+        values.append(rss_bytes(session_pids(sid)))
+        time.sleep(0.1)
+    return int(statistics.median(values))
+
+
+def idle_runs(
+    sid: int, port: int, connections: int, hold_timeout: float, run_load: Callable[[], dict]
+) -> dict:
+    """idle_keepalive against the server of session ``sid``: ``run_load``
+    (compare.py's measured hello run) alone, then ``connections`` idle
+    keep-alive connections opened and held, their RSS cost, ``run_load`` while
+    they are held, and alone again once they are closed. The load figures
+    returned are the held run's; the rate alone is the mean of the runs before
+    and after it, so a drift of the machine over the three runs does not pass
+    for an effect of the held connections."""
+    alone = run_load()
+    rss0 = tree_rss(sid)
+    held = HeldConnections(port)
+    try:
+        answered = held.open(connections, hold_timeout)
+        time.sleep(1.0)  # let the workers finish registering them
+        open_at_load = held.still_open()
+        rss1 = tree_rss(sid)
+        loaded = run_load()
+        open_after = held.still_open()
+    finally:
+        held.close()
+    time.sleep(0.5)  # the server reaps the closed connections
+    after = run_load()
+    alone_rps = (alone["rps"] + after["rps"]) / 2
+    return {
+        **loaded,
+        "other_cores": max(alone["other_cores"], loaded["other_cores"], after["other_cores"]),
+        "alone": {k: v for k, v in alone.items() if k != "processes"},
+        "alone_after": {k: v for k, v in after.items() if k != "processes"},
+        "alone_rps": alone_rps,
+        "rps_ratio": loaded["rps"] / alone_rps if alone_rps else None,
+        "held_target": connections,
+        "held": answered,
+        "held_failed": held.failed,
+        "open_s": held.open_s,
+        "open_at_load": open_at_load,
+        "open_after": open_after,
+        "rss_idle_mib": rss0 / 2**20,
+        "rss_held_mib": rss1 / 2**20,
+        "kib_per_conn": (rss1 - rss0) / 1024 / open_at_load if open_at_load else None,
+    }
