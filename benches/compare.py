@@ -1,16 +1,19 @@
 """rwsgi against its peers: one wrk run per server and scenario, in one session.
 
-    python benches/compare.py [--scenarios hello,sleep,get1m,post1m]
+    python benches/compare.py [--scenarios hello,sleep,get1m,post1m,post_chunked_1m,...]
                               [--servers rwsgi,hyper,bjoern,granian,gunicorn,uwsgi,waitress]
-                              [--duration 8] [--rounds 3] [--output FILE]
+                              [--duration 8] [--rounds 3] [--connections 10000] [--output FILE]
 
 Every server runs the same app from ``apps.py`` with the same workers and
 threads, on 127.0.0.1, from the venv that ``setup.sh`` makes. For each scenario
 the servers are interleaved over the rounds (the order rotates each round), and
 each run is: start the server in a new session, wait until all its workers say
 they are ready and one request gets the right answer, a short warm-up, then the
-measured wrk run with /proc sampled around it, then stop the server by its PID
-(its process group after a grace period). README.md explains every column.
+measured wrk run with /proc sampled around it and a fresh connection probing
+the server every 0.2 s, then stop the server by its PID (its process group
+after a grace period). The ``idle_keepalive`` scenario measures hello three
+times in one run: alone, with ``--connections`` idle keep-alive connections
+held open (``holdconn.py``), and alone again. README.md explains every column.
 
 Only the standard library: the harness runs under any Python 3.10+.
 """
@@ -27,9 +30,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from freshconn import FreshProbe
+from holdconn import idle_runs, raise_nofile
 from procstat import (
     CLK_TCK,
     RssSampler,
@@ -42,7 +47,16 @@ from procstat import (
     wait_until_idle,
 )
 from report import machine_header, render
-from servers import BENCHES, HOST, POST_BODY, SCENARIOS, SERVERS, Scenario, Server, display_command
+from servers import (
+    BENCHES,
+    CHUNK_BYTES,
+    HOST,
+    SCENARIOS,
+    SERVERS,
+    Scenario,
+    Server,
+    display_command,
+)
 
 
 class RunFailed(Exception):
@@ -59,10 +73,12 @@ def probe(scenario: Scenario, port: int, timeout: float = 5.0) -> str | None:
     """One request like wrk's; None if the answer is right, else what was wrong."""
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        if scenario.post_bytes:
-            conn.request(
-                "POST", "/", body=POST_BODY, headers={"Content-Type": "application/octet-stream"}
-            )
+        headers = {"Content-Type": "application/octet-stream"}
+        if scenario.chunked:
+            # An iterable body with no Content-Length: http.client frames it chunked.
+            conn.request("POST", "/", body=_chunks(scenario.post_body()), headers=headers)
+        elif scenario.post_bytes:
+            conn.request("POST", "/", body=scenario.post_body(), headers=headers)
         else:
             conn.request("GET", "/")
         response = conn.getresponse()
@@ -72,8 +88,14 @@ def probe(scenario: Scenario, port: int, timeout: float = 5.0) -> str | None:
     if response.status != 200:
         return f"status {response.status}"
     if body != scenario.expected():
-        return f"wrong body ({len(body)} bytes, expected {len(scenario.expected())})"
+        seen = f"{body!r}, " if len(body) <= 40 else ""
+        return f"wrong body ({seen}{len(body)} bytes, expected {len(scenario.expected())})"
     return None
+
+
+def _chunks(body: bytes) -> Iterator[bytes]:
+    for start in range(0, len(body), CHUNK_BYTES):
+        yield body[start : start + CHUNK_BYTES]
 
 
 def tail(path: Path, lines: int = 5) -> str:
@@ -143,75 +165,114 @@ def stop_server(proc: subprocess.Popen[bytes], grace: float) -> tuple[float, str
 
 def run_wrk(scenario: Scenario, port: int, duration: int, args: argparse.Namespace) -> dict:
     env = dict(os.environ)
+    env.pop("WRK_CHUNK_BYTES", None)
     if scenario.post_bytes:
         env["WRK_POST_BYTES"] = str(scenario.post_bytes)
+    if scenario.chunked:
+        env["WRK_CHUNK_BYTES"] = str(CHUNK_BYTES)
+    timeout = scenario.wrk_timeout or args.wrk_timeout
     command = [
         "wrk", "-t", str(args.wrk_threads), "-c", str(scenario.connections),
-        "-d", f"{duration}s", "--timeout", f"{args.wrk_timeout}s",
+        "-d", f"{duration}s", "--timeout", f"{timeout}s",
         "-s", str(BENCHES / "wrk.lua"), f"http://{HOST}:{port}/",
     ]  # fmt: skip
     done = subprocess.run(
-        command, capture_output=True, text=True, env=env, timeout=duration + 60, check=False
-    )
+        command, capture_output=True, text=True, env=env, timeout=duration + timeout + 60,
+        check=False,
+    )  # fmt: skip
     match = re.search(r"^WRKJSON (\{.*\})$", done.stdout, re.MULTILINE)
     if done.returncode != 0 or match is None:
         raise RunFailed(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout}")
     return json.loads(match.group(1))
 
 
-def measure(server: Server, scenario: Scenario, args: argparse.Namespace, logfile: Path) -> dict:
-    """Start, load and stop one server; the run's figures."""
+def start_server(
+    server: Server, scenario: Scenario, args: argparse.Namespace, logfile: Path, port: int
+) -> subprocess.Popen[bytes]:
+    """The server in a new session (its own process group), logging to ``logfile``."""
     if args.wait_idle:
         busy = wait_until_idle(args.wait_idle)
         if busy >= 0.15:
             log(f"  the machine is busy ({busy:.2f} cores) after {args.wait_idle:.0f} s: going on")
-    port = free_port()
     command = server.command(args.venv, scenario, port)
     env = dict(os.environ, PYTHONPATH=str(BENCHES), PYTHONUNBUFFERED="1")
     with open(logfile, "wb") as out:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             command, cwd=BENCHES, env=env, stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
+
+
+def loaded_run(
+    proc: subprocess.Popen[bytes], scenario: Scenario, port: int, args: argparse.Namespace
+) -> dict:
+    """The measured wrk run: /proc read around it, RSS sampled and a fresh
+    connection probing the server during it; its figures."""
+    pids = session_pids(proc.pid)
+    processes = len(pids)
+    sampler = RssSampler(proc.pid)
+    prober = FreshProbe(port, scenario.probe_request(port), scenario.probe_expected())
+    machine0, wrk0, self0 = machine_busy_ticks(), children_cpu_s(), self_cpu_s()
+    cpu0, ctx0 = cpu_ticks(pids), context_switches(pids)
+    sampler.start()
+    prober.start()
+    try:
+        wrk = run_wrk(scenario, port, args.duration, args)
+        peak = sampler.stop()
+        pids = session_pids(proc.pid)
+        cpu1, ctx1 = cpu_ticks(pids), context_switches(pids)
+        machine1, wrk1, self1 = machine_busy_ticks(), children_cpu_s(), self_cpu_s()
+    finally:
+        sampler.stop()
+        # Waits for the last probes (at most their 5 s): a probe still waiting
+        # when wrk ends is the one that matters most.
+        probes = prober.stop()
+    requests = max(wrk["requests"], 1)
+    seconds = wrk["duration_us"] / 1e6
+    return {
+        "processes": processes,
+        "wrk": wrk,
+        "rps": (wrk["requests"] - wrk["status"]) / seconds,
+        "p50_ms": wrk["p50_us"] / 1000,
+        "p99_ms": wrk["p99_us"] / 1000,
+        "errors": sum(wrk[k] for k in ("status", "connect", "read", "write", "timeout")),
+        "rss_mib": peak / 2**20,
+        "cpu_us": (cpu1 - cpu0) / CLK_TCK * 1e6 / requests,
+        "ctx": (ctx1 - ctx0) / requests,
+        "wrk_cpu_us": (wrk1 - wrk0) * 1e6 / requests,
+        # Whatever else ran on the machine (and interrupts not charged to a
+        # process), in cores: noise when it is more than a few percent.
+        "other_cores": (
+            (machine1 - machine0 - (cpu1 - cpu0)) / CLK_TCK - (wrk1 - wrk0) - (self1 - self0)
+        )
+        / seconds,
+        "probe": probes,
+    }
+
+
+def measure(server: Server, scenario: Scenario, args: argparse.Namespace, logfile: Path) -> dict:
+    """Start, load and stop one server; the run's figures."""
+    port = free_port()
+    proc = start_server(server, scenario, args, logfile, port)
     result: dict = {"server": server.name, "scenario": scenario.name, "port": port}
     try:
         result["ready_s"] = wait_ready(server, scenario, proc, logfile, port, args.start_timeout)
         if args.warmup:
             run_wrk(scenario, port, args.warmup, args)
-        pids = session_pids(proc.pid)
-        result["processes"] = len(pids)
-        sampler = RssSampler(proc.pid)
-        machine0, wrk0, self0 = machine_busy_ticks(), children_cpu_s(), self_cpu_s()
-        cpu0, ctx0 = cpu_ticks(pids), context_switches(pids)
-        sampler.start()
-        try:
-            wrk = run_wrk(scenario, port, args.duration, args)
-        finally:
-            peak = sampler.stop()
-        pids = session_pids(proc.pid)
-        cpu1, ctx1 = cpu_ticks(pids), context_switches(pids)
-        machine1, wrk1, self1 = machine_busy_ticks(), children_cpu_s(), self_cpu_s()
+        if scenario.idle:
+            result.update(
+                idle_runs(
+                    proc.pid,
+                    port,
+                    args.connections,
+                    args.hold_timeout,
+                    lambda: loaded_run(proc, scenario, port, args),
+                )
+            )
+        else:
+            result.update(loaded_run(proc, scenario, port, args))
         if proc.poll() is not None:
             raise RunFailed(f"server exited during the run ({proc.returncode}): {tail(logfile)}")
-        requests = max(wrk["requests"], 1)
-        seconds = wrk["duration_us"] / 1e6
-        result.update(
-            wrk=wrk,
-            rps=(wrk["requests"] - wrk["status"]) / seconds,
-            p50_ms=wrk["p50_us"] / 1000,
-            p99_ms=wrk["p99_us"] / 1000,
-            errors=sum(wrk[k] for k in ("status", "connect", "read", "write", "timeout")),
-            rss_mib=peak / 2**20,
-            cpu_us=(cpu1 - cpu0) / CLK_TCK * 1e6 / requests,
-            ctx=(ctx1 - ctx0) / requests,
-            wrk_cpu_us=(wrk1 - wrk0) * 1e6 / requests,
-            # Whatever else ran on the machine (and interrupts not charged to
-            # a process), in cores: noise when it is more than a few percent.
-            other_cores=(
-                (machine1 - machine0 - (cpu1 - cpu0)) / CLK_TCK - (wrk1 - wrk0) - (self1 - self0)
-            )
-            / seconds,
-        )
         # A server that answered wrk wrong (or died inside) is caught here.
         wrong = probe(scenario, port)
         if wrong is not None:
@@ -276,11 +337,24 @@ def interleave(
 def _progress(run: dict) -> str:
     if "failed" in run:
         return f"FAILED {run['failed']}"
-    return (
+    probes = run["probe"]
+    first = probes["first_ms"]
+    text = (
         f"{run['rps']:,.0f} req/s, p99 {run['p99_ms']:.2f} ms, {run['errors']} errors, "
         f"{run['cpu_us']:.1f} µs/req, {run['ctx']:.2f} ctx/req, {run['rss_mib']:.0f} MiB; "
+        f"probes {probes['count']}, max {max(first, default=0):.0f} ms, "
+        f"{probes['timeouts']} timeouts, {sum(probes['errors'].values())} errors; "
         f"wrk {run['wrk_cpu_us']:.1f} µs/req, other work {run['other_cores']:.2f} cores"
     )
+    if "held" in run:
+        per_conn = run["kib_per_conn"]
+        text += (
+            f"; held {run['held']}/{run['held_target']} in {run['open_s']:.1f} s, "
+            f"open {run['open_at_load']} -> {run['open_after']}, "
+            + (f"{per_conn:.1f} KiB/conn, " if per_conn is not None else "")
+            + f"{run['alone']['rps']:,.0f} and {run['alone_after']['rps']:,.0f} req/s alone"
+        )
+    return text
 
 
 # --------------------------------------------------------------------------
@@ -325,7 +399,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="how the installed rwsgi was built, for the report (default: the checkout's HEAD)",
     )
     parser.add_argument("--logs", type=Path, default=BENCHES / ".logs", help="server logs")
-    return check_args(parser, parser.parse_args(argv), SCENARIOS, SERVERS)
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=10_000,
+        help="idle_keepalive: how many idle keep-alive connections to hold open",
+    )
+    parser.add_argument(
+        "--hold-timeout",
+        type=float,
+        default=60.0,
+        help="idle_keepalive: seconds allowed to open them and get every first answer",
+    )
+    args = check_args(parser, parser.parse_args(argv), SCENARIOS, SERVERS)
+    if args.connections < 1 or args.hold_timeout <= 0:
+        parser.error("--connections and --hold-timeout must be positive")
+    return args
 
 
 def check_args(
@@ -410,6 +499,12 @@ def main(argv: list[str] | None = None) -> int:
             log("wrk is not installed: run benches/setup.sh (apt-get install wrk)")
             return 2
         args.logs.mkdir(parents=True, exist_ok=True)
+        # The held connections, wrk's, the probes' and the servers' (which
+        # inherit the limit) all need descriptors.
+        wanted = args.connections + 4096 if "idle_keepalive" in args.scenarios else 4096
+        nofile = raise_nofile(wanted)
+        if nofile < wanted:
+            log(f"RLIMIT_NOFILE is {nofile}, under the {wanted} wanted: connections will fail")
         data = collect(args)
         if args.json:
             args.json.write_text(json.dumps(data, indent=1))

@@ -7,10 +7,12 @@ import argparse
 import datetime
 import os
 import platform
+import resource
 import statistics
 import subprocess
 from collections.abc import Callable
 
+import freshconn
 from procstat import read_text
 from servers import BENCHES, SCENARIOS, Scenario, venv_bin, venv_python
 
@@ -52,18 +54,99 @@ def summarize(runs: list[dict]) -> dict | None:
         "cpu_us": med("cpu_us"),
         "ctx": med("ctx"),
         "runs": len(ok),
+        "probe": freshconn.summary([r.get("probe") for r in ok]),
+        **(_idle_summary(ok) if "held" in ok[0] else {}),
     }
 
 
+def _idle_summary(ok: list[dict]) -> dict:
+    """idle_keepalive's own figures: medians over the rounds."""
+
+    def med(key: str) -> float | None:
+        values = [r[key] for r in ok if r.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    return {
+        key: med(key)
+        for key in (
+            "alone_rps", "rps_ratio", "held", "open_at_load", "open_after", "kib_per_conn",
+            "open_s",
+        )
+    } | {"held_target": ok[0]["held_target"]}  # fmt: skip
+
+
+PROBE_COLUMNS = ("probes", "probe p50", "probe max", "probe timeouts")
+
 COLUMNS = (
     "server", "requests/s median [min-max]", "p50", "p99", "errors",
-    "peak RSS (tree)", "CPU µs/req", "ctx sw/req",
+    "peak RSS (tree)", "CPU µs/req", "ctx sw/req", *PROBE_COLUMNS,
+)  # fmt: skip
+
+IDLE_COLUMNS = (
+    "server", "answered (of N)", "open at load start / end", "RSS KiB per held conn",
+    "req/s alone", "req/s with N held", "with / alone", "p99 with N held", "errors",
+    "peak RSS (tree)", *PROBE_COLUMNS,
 )  # fmt: skip
 
 
 def table(scenario: Scenario, results: dict[str, list[dict]], status: dict[str, str]) -> str:
     """One markdown table: a row per server, ratios to rwsgi in parentheses."""
-    return server_table(results, status, COLUMNS, summarize, extra=())
+    if scenario.idle:
+        return idle_table(results, status)
+    return server_table(results, status, COLUMNS, summarize, extra=(), tail=probe_cells)
+
+
+def probe_cells(s: dict, against: dict | None) -> list[str]:
+    """The fresh-connection probe's cells: count, p50 and max of the time to
+    the first byte, timeouts (no answer within 5 s)."""
+    p = s.get("probe")
+    if p is None:
+        return ["—"] * len(PROBE_COLUMNS)
+    base = against.get("probe") if against else None
+
+    def ms(key: str) -> str:
+        if p[key] is None:
+            return "—"
+        ref = base[key] if base and base[key] is not None else None
+        return _ms(p[key]) + _ratio(p[key], ref)
+
+    return [f"{p['count']:,}", ms("p50_ms"), ms("max_ms"), f"{p['timeouts']:,}"]
+
+
+def idle_table(results: dict[str, list[dict]], status: dict[str, str]) -> str:
+    """idle_keepalive: what the held connections cost and how hello fared
+    beside them; ratios to rwsgi only on the memory per connection."""
+    base = summarize(results.get("rwsgi", []))
+    lines = [
+        "| " + " | ".join(IDLE_COLUMNS) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(IDLE_COLUMNS) - 1)) + "|",
+    ]
+    for name, why in status.items():
+        runs = results.get(name, [])
+        s = None if why else summarize(runs)
+        if s is None:
+            reason = why or ("failed: " + _cell(runs[0]["failed"]) if runs else "did not run")
+            lines.append(f"| {name} | {reason} |" + " — |" * (len(IDLE_COLUMNS) - 2))
+            continue
+        rounds = f" [{s['runs']}/{len(runs)} runs]" if s["runs"] < len(runs) else ""
+        per_conn = s["kib_per_conn"]
+        base_conn = base.get("kib_per_conn") if base and name != "rwsgi" else None
+        ratio = s["rps_ratio"]
+        cells = [
+            name + rounds,
+            f"{s['held']:,.0f}",
+            f"{s['open_at_load']:,.0f} / {s['open_after']:,.0f}",
+            "—" if per_conn is None else f"{per_conn:.1f}" + _ratio(per_conn, base_conn),
+            _num(s["alone_rps"]),
+            f"{_num(s['rps'])} [{_num(s['rps_min'])}-{_num(s['rps_max'])}]",
+            "—" if ratio is None else f"{ratio:.2f}",
+            _ms(s["p99_ms"]) if s["rps"] else "—",  # no answer: no latency either
+            f"{s['errors']:,}",
+            f"{s['rss_mib']:,.0f} MiB",
+            *probe_cells(s, base if name != "rwsgi" else None),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def server_table(
@@ -72,9 +155,12 @@ def server_table(
     columns: tuple[str, ...],
     summarize_runs: Callable[[list[dict]], dict | None],
     extra: tuple[str, ...],
+    tail: Callable[[dict, dict | None], list[str]] | None = None,
 ) -> str:
     """The table every harness prints. ``extra`` names more CPU-like figures
-    of the summary, shown between "CPU µs/req" and "ctx sw/req"."""
+    of the summary, shown between "CPU µs/req" and "ctx sw/req"; ``tail``
+    makes the cells after "ctx sw/req" from a summary and rwsgi's (None for
+    rwsgi's own row)."""
     base = summarize_runs(results.get("rwsgi", []))
     lines = [
         "| " + " | ".join(columns) + " |",
@@ -110,6 +196,7 @@ def server_table(
             _num(s["cpu_us"]) + r("cpu_us"),
             *(_num(s[key]) + r(key) for key in extra),
             _num(s["ctx"]) + r("ctx"),
+            *(tail(s, against) if tail else ()),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -148,6 +235,11 @@ def notes(results: dict[str, list[dict]], noise_cores: float) -> list[str]:
             wrk = run.get("wrk")
             if wrk and any(wrk[k] for k in kinds):
                 errors.append(f"r{i} " + ", ".join(f"{wrk[k]:,} {k}" for k in kinds if wrk[k]))
+            probe_errors = (run.get("probe") or {}).get("errors")
+            if probe_errors:
+                out.append(f"{name}, round {i}: probes that failed: {_counts(probe_errors)}")
+            if "held" in run:
+                out.append(f"{name}, round {i}: {_held_note(run)}")
         if errors:
             read_only = all(
                 not run.get("wrk") or not any(run["wrk"][k] for k in kinds if k != "read")
@@ -162,6 +254,34 @@ def notes(results: dict[str, list[dict]], noise_cores: float) -> list[str]:
             + ", ".join(noisy)
         )
     return out
+
+
+def _counts(kinds: dict[str, int]) -> str:
+    return ", ".join(f"{n:,} {kind}" for kind, n in sorted(kinds.items(), key=lambda x: -x[1]))
+
+
+def _held_note(run: dict) -> str:
+    """How the held connections went in one idle_keepalive run."""
+    text = (
+        f"{run['held']:,} of {run['held_target']:,} connections answered and held "
+        f"after {run['open_s']:.1f} s; tree RSS {run['rss_idle_mib']:.0f} -> "
+        f"{run['rss_held_mib']:.0f} MiB; {run['open_at_load']:,} open when the load began, "
+        f"{run['open_after']:,} when it ended"
+    )
+    if run["held_failed"]:
+        text += f"; not held: {_counts(run['held_failed'])}"
+    text += (
+        f"; hello alone {run['alone']['rps']:,.0f} req/s before, "
+        f"{run['alone_after']['rps']:,.0f} after"
+    )
+    kinds = ("status", "connect", "read", "write", "timeout")
+    for when in ("alone", "alone_after"):
+        wrk = run[when]["wrk"]
+        if any(wrk[k] for k in kinds):
+            text += f"; wrk errors {when.replace('_', ' ')}: " + ", ".join(
+                f"{wrk[k]:,} {k}" for k in kinds if wrk[k]
+            )
+    return text
 
 
 UWSGI_READ_ERRORS = (
@@ -198,8 +318,21 @@ def machine_header(args: argparse.Namespace) -> str:
             f"- load: {wrk_version}; {args.wrk_threads} wrk threads, {args.duration} s per run "
             f"after a {args.warmup} s warm-up, {args.rounds} rounds, wrk timeout "
             f"{args.wrk_timeout} s; server and wrk share the machine's cores",
+            *_probe_header(args),
         ]
     )
+
+
+def _probe_header(args: argparse.Namespace) -> list[str]:
+    """compare.py's probes and held connections (nginx.py has neither)."""
+    if getattr(args, "connections", None) is None:
+        return []
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return [
+        "- probes: a fresh connection every 0.2 s during each measured run, 5 s timeout; "
+        f"idle_keepalive holds {args.connections:,} connections (open within "
+        f"{args.hold_timeout:.0f} s); RLIMIT_NOFILE {nofile:,} (the servers inherit it)"
+    ]
 
 
 def _checkout() -> str:
@@ -236,12 +369,26 @@ def section(
     commands: dict[str, str], noise_cores: float,
 ) -> str:  # fmt: skip
     """The markdown for one scenario: title, table, commands, notes."""
+    load = f"{scenario.connections} connections"
+    if scenario.post_bytes:
+        load += f", {scenario.post_bytes / 2**20:g} MiB bodies" + (
+            " (chunked)" if scenario.chunked else " (Content-Length)"
+        )
+    held = next((r["held_target"] for runs in results.values() for r in runs if "held" in r), None)
+    idle = (
+        f" N = {held:,} idle keep-alive connections (one answered GET each), then the "
+        "same hello load as alone; RSS per held conn is the tree's RSS after opening "
+        "them minus before, per connection still open."
+        if held
+        else ""
+    )
     lines = [
         f"## {scenario.name}: {scenario.title}",
         "",
-        f"{scenario.workers} workers x {scenario.threads} thread(s), "
-        f"{scenario.connections} connections, app `apps:{scenario.app}`. "
-        "Ratios in parentheses are to rwsgi.",
+        f"{scenario.workers} workers x {scenario.threads} thread(s), {load}, "
+        f"app `apps:{scenario.app}`.{idle} Ratios in parentheses are to rwsgi. "
+        "Probes: a fresh connection every 0.2 s during the measured load, time to the "
+        "first byte of its answer.",
         "",
         table(scenario, results, status),
         "",

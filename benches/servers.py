@@ -17,6 +17,8 @@ import apps
 BENCHES = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
 POST_BODY = b"x" * apps.ONE_MIB  # what wrk.lua sends: string.rep("x", n)
+# wrk.lua frames a chunked body in chunks of this size (a streaming client's).
+CHUNK_BYTES = 64 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,9 +30,30 @@ class Scenario:
     threads: int
     connections: int
     post_bytes: int = 0
+    chunked: bool = False  # the POST body is sent with Transfer-Encoding: chunked
+    wrk_timeout: int | None = None  # wrk's --timeout, s, when --wrk-timeout is too short
+    idle: bool = False  # held idle connections around the load (compare.py's measure_idle)
 
     def expected(self) -> bytes:
-        return {"get1m": apps.BIG, "post1m": POST_BODY}.get(self.name, apps.HELLO)
+        """The exact body of the answer to wrk's request."""
+        if self.app == "drain":
+            return str(self.post_bytes).encode()
+        return {"get1m": apps.BIG, "post1m": POST_BODY}.get(self.app, apps.HELLO)
+
+    def post_body(self) -> bytes:
+        return POST_BODY if self.post_bytes == apps.ONE_MIB else b"x" * self.post_bytes
+
+    def probe_request(self, port: int) -> bytes:
+        """What a fresh-connection probe sends: wrk's GET, or for a POST
+        scenario a bodyless GET to the same app (it answers without reading:
+        the probe times the wait for a connection, not the upload)."""
+        return (f"GET / HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n").encode()
+
+    def probe_expected(self) -> bytes:
+        """The body of the answer to ``probe_request``."""
+        if not self.post_bytes:
+            return self.expected()
+        return b"0" if self.app == "drain" else b""
 
 
 SCENARIOS = {
@@ -47,6 +70,35 @@ SCENARIOS = {
             threads=1,
             connections=100,
             post_bytes=apps.ONE_MIB,
+        ),
+        Scenario(
+            "post_chunked_1m",
+            "POST 1 MiB with Transfer-Encoding: chunked (64 KiB chunks), app reads it all",
+            "drain",
+            workers=2,
+            threads=1,
+            connections=100,
+            post_bytes=apps.ONE_MIB,
+            chunked=True,
+        ),
+        Scenario(
+            "post_64m",
+            "POST 64 MiB, app reads it in 64 KiB reads and discards it",
+            "drain",
+            workers=2,
+            threads=1,
+            connections=8,
+            post_bytes=64 * apps.ONE_MIB,
+            wrk_timeout=30,
+        ),
+        Scenario(
+            "idle_keepalive",
+            "hello world while many idle keep-alive connections are held open",
+            "hello",
+            workers=2,
+            threads=1,
+            connections=100,
+            idle=True,
         ),
     )
 }
@@ -173,7 +225,7 @@ SERVERS = {
             _needs_file(lambda venv: HYPER_BIN),
             ready=r"hyper_bare listening",
             ready_once=True,
-            only=("hello",),
+            only=("hello", "idle_keepalive"),
             note=lambda s: f"bare hyper, no Python: 1 process, {s.workers} tokio threads",
         ),
         Server(
