@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TESTS_DIR, Server, _pid_alive, in_threads, url_arg, wait_until
+from nginx_helper import request_vars, short_tmpdir, uwsgi_exchange, uwsgi_packet
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -189,6 +191,36 @@ def test_graceful_timeout_bounds_the_wait(start_server, tmp_path: Path) -> None:
     assert 0.8 < elapsed < 5, elapsed
     assert code == 0
     assert request.status != 200
+    workers_gone(server)
+
+
+def test_the_longest_timeouts_allowed_serve_and_stop(start_server) -> None:
+    # A year: the deadlines every connection and the master's stop compute
+    # from them must not overflow the clock.
+    year = "31536000"
+    folder = short_tmpdir()
+    uwsgi_socket = os.path.join(folder, "u.sock")
+    try:
+        server = start_server(
+            "apps.sleep:application",
+            "--socket",
+            uwsgi_socket,
+            "--graceful-timeout",
+            year,
+            "--header-timeout",
+            year,
+            "--body-timeout",
+            year,
+            workers=2,
+        )
+        assert server.get("/pid").status == 200
+        answer = uwsgi_exchange(uwsgi_socket, uwsgi_packet(request_vars(path="/pid")))
+        assert answer.status == 200, server.logs()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert "panicked" not in server.logs()
     workers_gone(server)
 
 
