@@ -245,6 +245,57 @@ def test_second_sigint_stops_at_once(start_server, tmp_path: Path) -> None:
     workers_gone(server)
 
 
+FORK_FAILS_SCRIPT = """
+import errno, json, os, sys
+import rwsgi
+
+real_fork = os.fork
+forked = []
+
+def failing_fork():
+    # the master forks through os.fork: the second worker cannot be started
+    if len(forked) == 1:
+        raise OSError(errno.EAGAIN, "no more processes (test)")
+    pid = real_fork()
+    if pid:
+        forked.append(pid)
+    return pid
+
+os.fork = failing_fork
+
+def reaped(pid):
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+try:
+    rwsgi.serve("apps.sleep:application", http="127.0.0.1:0", workers=2, graceful_timeout=5)
+except OSError as error:
+    unreaped = [pid for pid in forked if not reaped(pid)]
+    print(json.dumps({"error": str(error), "forked": forked, "unreaped": unreaped}), flush=True)
+    sys.exit(1)
+"""
+
+
+def test_fork_failure_stops_and_reaps_the_workers_already_started(start_server) -> None:
+    server = start_server.argv([sys.executable, "-c", FORK_FAILS_SCRIPT], wait=False)
+    try:
+        code = server.wait(30)
+    except Exception:
+        pytest.fail(f"the master kept running after a failed fork:\n{server.logs()}")
+    server.stop()
+    assert code == 1, server.logs()
+    report = json.loads(server.stdout().strip().splitlines()[-1])
+    assert len(report["forked"]) == 1, report
+    # serve() returned only once the worker it had started was gone and reaped
+    assert report["unreaped"] == [], (report, server.logs())
+    assert not _pid_alive(report["forked"][0])
+    assert "fork failed" in report["error"]
+    assert "fork failed" in server.logs()
+
+
 # -- loading the app ----------------------------------------------------------
 
 

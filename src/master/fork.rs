@@ -4,6 +4,8 @@
 
 use pyo3::prelude::*;
 
+use crate::error::{Error, Result};
+
 /// Which side of the fork we are on.
 pub(crate) enum Forked {
     Parent { child: i32 },
@@ -11,7 +13,23 @@ pub(crate) enum Forked {
 }
 
 /// Fork the process. The caller must have started no thread (tokio or other) yet.
-pub(crate) fn fork(py: Python<'_>) -> PyResult<Forked> {
+pub(crate) fn fork(py: Python<'_>) -> Result<Forked> {
+    fork_through_python(py).map_err(|error| Error::system("fork", as_io_error(py, &error)))
+}
+
+/// Keep the errno of the `OSError` `os.fork` raised (EAGAIN, ENOMEM...).
+fn as_io_error(py: Python<'_>, error: &PyErr) -> std::io::Error {
+    error
+        .value(py)
+        .getattr("errno")
+        .and_then(|errno| errno.extract::<i32>())
+        .map_or_else(
+            |_| std::io::Error::other(error.to_string()),
+            std::io::Error::from_raw_os_error,
+        )
+}
+
+fn fork_through_python(py: Python<'_>) -> PyResult<Forked> {
     // Unflushed Python output would otherwise be written once by each process.
     let sys = py.import("sys")?;
     for stream in ["stdout", "stderr"] {
