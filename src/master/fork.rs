@@ -5,6 +5,7 @@
 use pyo3::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::worker;
 
 /// Which side of the fork we are on.
 pub(crate) enum Forked {
@@ -37,10 +38,15 @@ fn fork_through_python(py: Python<'_>) -> PyResult<Forked> {
             let _ = stream.call_method0("flush");
         }
     }
-    let pid: i32 = py.import("os")?.getattr("fork")?.call0()?.extract()?;
-    Ok(if pid == 0 {
-        Forked::Child
-    } else {
-        Forked::Parent { child: pid }
+    let os_fork = py.import("os")?.getattr("fork")?;
+    // SIGTERM/SIGINT stay blocked in the child until worker::run handles them.
+    let previous = worker::block_stop_signals();
+    let pid = os_fork.call0().and_then(|pid| pid.extract::<i32>());
+    if !matches!(pid, Ok(0)) {
+        worker::restore_signal_mask(&previous);
+    }
+    Ok(match pid? {
+        0 => Forked::Child,
+        child => Forked::Parent { child },
     })
 }
