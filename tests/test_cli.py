@@ -42,6 +42,8 @@ BASE = [APP, "--http", "127.0.0.1:0", "--chdir", str(TESTS_DIR)]
         (["--http", "nonsense"], "--http"),
         (["--http", "127.0.0.1:99999"], "--http"),
         (["--http", "example.invalid:80"], "--http"),
+        (["--http-socket", "unix:"], "--http-socket:"),
+        (["--socket", "@"], "--socket:"),
         (["--backlog", "0"], "--backlog"),
         (["--graceful-timeout", "-1"], "--graceful-timeout"),
         (["--header-timeout", "soon"], "--header-timeout"),
