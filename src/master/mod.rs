@@ -11,7 +11,7 @@ mod signals;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU};
 
 use crate::config::Address;
 use crate::config::Config;
@@ -402,14 +402,12 @@ fn exit_child(py: Python<'_>, code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-const PYTHON_HANDLED: [i32; 7] = [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGCHLD, SIGTTIN, SIGTTOU];
-
 /// Reset Python's own handlers to the default so they don't also fire, remembering them.
 fn python_handlers(py: Python<'_>) -> PyResult<Vec<(i32, Py<PyAny>)>> {
     let module = py.import("signal")?;
     let default = module.getattr("SIG_DFL")?;
     let mut previous = Vec::new();
-    for signal in PYTHON_HANDLED {
+    for signal in signals::HANDLED {
         let old = module.getattr("getsignal")?.call1((signal,))?;
         module.getattr("signal")?.call1((signal, &default))?;
         previous.push((signal, old.unbind()));
