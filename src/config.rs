@@ -18,7 +18,7 @@ pub(crate) const MAX_HEADERS: usize = 100;
 /// What a listener speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ListenerProtocol {
-    /// HTTP/1.1 through hyper.
+    /// HTTP/1.1.
     Http,
     /// The binary uwsgi protocol of nginx's `uwsgi_pass`.
     Uwsgi,

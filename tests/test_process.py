@@ -1,6 +1,6 @@
 """The process model: start-up lines, respawning dead workers, graceful stop
-on SIGTERM/SIGINT, --graceful-timeout, a second SIGINT, apps that fail to
-import, --preload/--lazy, --pythonpath and rwsgi.serve()."""
+on SIGTERM/SIGINT, --graceful-timeout, a second SIGINT, a fork that fails,
+apps that fail to import, --preload/--lazy, --pythonpath and rwsgi.serve()."""
 
 from __future__ import annotations
 
