@@ -20,7 +20,7 @@ fn read(clock: libc::clockid_t) -> libc::timespec {
     // SAFETY: `now` is a valid, writable timespec for the call; the clock ids
     // are ones every supported system has, so the call cannot fail.
     unsafe {
-        libc::clock_gettime(clock, &mut now);
+        libc::clock_gettime(clock, &raw mut now);
     }
     now
 }

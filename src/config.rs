@@ -18,7 +18,7 @@ pub(crate) const MAX_HEADERS: usize = 100;
 /// What a listener speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ListenerProtocol {
-    /// HTTP/1.1 through hyper.
+    /// HTTP/1.1.
     Http,
     /// The binary uwsgi protocol of nginx's `uwsgi_pass`.
     Uwsgi,
@@ -141,12 +141,24 @@ where
     })
 }
 
+/// The longest duration handed on (about 34,800 years): the option table's
+/// one-year cap is the policy; this only keeps `Instant + Duration`, which
+/// panics on overflow, safe for any deadline computed from a timeout.
+const LONGEST_DURATION: Duration = Duration::from_secs(1 << 40);
+
 fn seconds(dict: &Bound<'_, PyDict>, option: &'static str) -> Result<Duration> {
-    let value: f64 = item(dict, option)?;
-    Duration::try_from_secs_f64(value).map_err(|error| Error::Config {
-        option,
-        message: error.to_string(),
-    })
+    to_duration(option, item(dict, option)?)
+}
+
+/// Convert a number of seconds, refusing what no deadline could be built from.
+fn to_duration(option: &'static str, value: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|duration| *duration <= LONGEST_DURATION)
+        .ok_or_else(|| Error::Config {
+            option,
+            message: format!("{value} is not a number of seconds from 0 to {LONGEST_DURATION:?}"),
+        })
 }
 
 fn parse_address(option: &'static str, text: &str) -> Result<SocketAddr> {
@@ -306,6 +318,28 @@ mod tests {
         ));
         assert!(parse_listener("http", "/run/app.sock", false).is_err());
         assert!(parse_listener("socket", "@", true).is_err());
+    }
+
+    #[test]
+    fn durations_out_of_the_clock_range_are_config_errors() {
+        assert_eq!(
+            to_duration("graceful_timeout", 31_536_000.0).unwrap(),
+            Duration::from_secs(31_536_000)
+        );
+        assert_eq!(
+            to_duration("body_timeout", 0.25).unwrap(),
+            Duration::from_millis(250)
+        );
+        for value in [1e19, f64::INFINITY, f64::NAN, -1.0, 2e12] {
+            let Err(Error::Config { option, .. }) = to_duration("graceful_timeout", value) else {
+                panic!("{value} was accepted");
+            };
+            assert_eq!(option, "graceful_timeout");
+        }
+        // The longest accepted duration still makes a deadline.
+        assert!(std::time::Instant::now()
+            .checked_add(LONGEST_DURATION + Duration::from_secs(1))
+            .is_some());
     }
 
     #[test]

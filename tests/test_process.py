@@ -1,12 +1,13 @@
 """The process model: start-up lines, respawning dead workers, graceful stop
-on SIGTERM/SIGINT, --graceful-timeout, a second SIGINT, apps that fail to
-import, --preload/--lazy, --pythonpath and rwsgi.serve()."""
+on SIGTERM/SIGINT, --graceful-timeout, a second SIGINT, a fork that fails,
+apps that fail to import, --preload/--lazy, --pythonpath and rwsgi.serve()."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TESTS_DIR, Server, _pid_alive, in_threads, url_arg, wait_until
+from nginx_helper import request_vars, short_tmpdir, uwsgi_exchange, uwsgi_packet
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -194,6 +196,36 @@ def test_graceful_timeout_bounds_the_wait(start_server, tmp_path: Path) -> None:
     workers_gone(server)
 
 
+def test_the_longest_timeouts_allowed_serve_and_stop(start_server) -> None:
+    # A year: the deadlines every connection and the master's stop compute
+    # from them must not overflow the clock.
+    year = "31536000"
+    folder = short_tmpdir()
+    uwsgi_socket = os.path.join(folder, "u.sock")
+    try:
+        server = start_server(
+            "apps.sleep:application",
+            "--socket",
+            uwsgi_socket,
+            "--graceful-timeout",
+            year,
+            "--header-timeout",
+            year,
+            "--body-timeout",
+            year,
+            workers=2,
+        )
+        assert server.get("/pid").status == 200
+        answer = uwsgi_exchange(uwsgi_socket, uwsgi_packet(request_vars(path="/pid")))
+        assert answer.status == 200, server.logs()
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert "panicked" not in server.logs()
+    workers_gone(server)
+
+
 def test_second_sigint_stops_at_once(start_server, tmp_path: Path) -> None:
     server = start_server("apps.sleep:application", "--graceful-timeout", "30", threads=2)
     started = tmp_path / "started"
@@ -211,6 +243,60 @@ def test_second_sigint_stops_at_once(start_server, tmp_path: Path) -> None:
         request.join()
     assert request.status != 200
     workers_gone(server)
+
+
+FORK_FAILS_SCRIPT = """
+import errno, json, os, sys
+import rwsgi
+
+real_fork = os.fork
+forked = []
+
+def failing_fork():
+    # the master forks through os.fork: the second worker cannot be started
+    if len(forked) == 1:
+        raise OSError(errno.EAGAIN, "no more processes (test)")
+    pid = real_fork()
+    if pid:
+        forked.append(pid)
+    return pid
+
+os.fork = failing_fork
+
+def reaped(pid):
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+try:
+    rwsgi.serve("apps.sleep:application", http="127.0.0.1:0", workers=2, graceful_timeout=20)
+except OSError as error:
+    unreaped = [pid for pid in forked if not reaped(pid)]
+    print(json.dumps({"error": str(error), "forked": forked, "unreaped": unreaped}), flush=True)
+    sys.exit(1)
+"""
+
+
+def test_fork_failure_stops_and_reaps_the_workers_already_started(start_server) -> None:
+    server = start_server.argv([sys.executable, "-c", FORK_FAILS_SCRIPT], wait=False)
+    try:
+        code = server.wait(40)
+    except Exception:
+        pytest.fail(f"the master kept running after a failed fork:\n{server.logs()}")
+    server.stop()
+    assert code == 1, server.logs()
+    report = json.loads(server.stdout().strip().splitlines()[-1])
+    assert len(report["forked"]) == 1, report
+    # serve() returned only once the worker it had started was gone and reaped
+    assert report["unreaped"] == [], (report, server.logs())
+    assert not _pid_alive(report["forked"][0])
+    assert "fork failed" in report["error"]
+    assert "fork failed" in server.logs()
+    # The SIGTERM reached the worker however early it was sent: it stopped
+    # on its own instead of being killed when the graceful timeout passed.
+    assert f"(pid {report['forked'][0]}) exited with status 0" in server.logs(), server.logs()
 
 
 # -- loading the app ----------------------------------------------------------

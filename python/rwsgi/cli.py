@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from rwsgi import _rwsgi
@@ -15,6 +16,8 @@ if TYPE_CHECKING:  # typing costs the master ~1 MiB and 15 ms at start-up
     from typing import Any
 
 __all__ = ["build_parser", "main"]
+
+_BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
 
 _CLI_TYPES: dict[str, type] = {
     "_positive_int": int,
@@ -120,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cli_message(message: str) -> str:
-    for option in OPTIONS:
-        if message.startswith(option.name):
-            return option.cli + message[len(option.name) :]
-    return message
+    """Name the option as its flag: ``http_socket: ...`` becomes ``--http-socket: ...``."""
+    # The whole leading word: a prefix test took http_socket for http.
+    name = re.split(r"[^a-z_]", message, maxsplit=1)[0]
+    option = _BY_NAME.get(name)
+    return message if option is None else option.cli + message[len(name) :]

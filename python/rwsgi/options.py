@@ -39,11 +39,19 @@ def _non_negative_int(name: str, value: object) -> int:
     return value
 
 
+MAX_SECONDS = 365 * 24 * 60 * 60
+"""The longest timeout accepted (one year): far beyond any real use, and small
+enough that every deadline computed from it stays within the clock's range."""
+
+
 def _non_negative_seconds(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if value < 0 or value != value:
-        raise OptionError(f"{name} must be zero or more seconds, got {value}")
+    # Written so that NaN, which fails every comparison, is refused too.
+    if not 0 <= value <= MAX_SECONDS:
+        raise OptionError(
+            f"{name} must be from 0 to {MAX_SECONDS:,} seconds (one year), got {value}"
+        )
     return float(value)
 
 

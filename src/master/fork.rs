@@ -4,6 +4,9 @@
 
 use pyo3::prelude::*;
 
+use crate::error::{Error, Result};
+use crate::worker;
+
 /// Which side of the fork we are on.
 pub(crate) enum Forked {
     Parent { child: i32 },
@@ -11,7 +14,23 @@ pub(crate) enum Forked {
 }
 
 /// Fork the process. The caller must have started no thread (tokio or other) yet.
-pub(crate) fn fork(py: Python<'_>) -> PyResult<Forked> {
+pub(crate) fn fork(py: Python<'_>) -> Result<Forked> {
+    fork_through_python(py).map_err(|error| Error::system("fork", as_io_error(py, &error)))
+}
+
+/// Keep the errno of the `OSError` `os.fork` raised (EAGAIN, ENOMEM...).
+fn as_io_error(py: Python<'_>, error: &PyErr) -> std::io::Error {
+    error
+        .value(py)
+        .getattr("errno")
+        .and_then(|errno| errno.extract::<i32>())
+        .map_or_else(
+            |_| std::io::Error::other(error.to_string()),
+            std::io::Error::from_raw_os_error,
+        )
+}
+
+fn fork_through_python(py: Python<'_>) -> PyResult<Forked> {
     // Unflushed Python output would otherwise be written once by each process.
     let sys = py.import("sys")?;
     for stream in ["stdout", "stderr"] {
@@ -19,10 +38,15 @@ pub(crate) fn fork(py: Python<'_>) -> PyResult<Forked> {
             let _ = stream.call_method0("flush");
         }
     }
-    let pid: i32 = py.import("os")?.getattr("fork")?.call0()?.extract()?;
-    Ok(if pid == 0 {
-        Forked::Child
-    } else {
-        Forked::Parent { child: pid }
+    let os_fork = py.import("os")?.getattr("fork")?;
+    // SIGTERM/SIGINT stay blocked in the child until worker::run handles them.
+    let previous = worker::block_stop_signals();
+    let pid = os_fork.call0().and_then(|pid| pid.extract::<i32>());
+    if !matches!(pid, Ok(0)) {
+        worker::restore_signal_mask(&previous);
+    }
+    Ok(match pid? {
+        0 => Forked::Child,
+        child => Forked::Parent { child },
     })
 }

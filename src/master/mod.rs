@@ -11,7 +11,7 @@ mod signals;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU};
 
 use crate::config::Address;
 use crate::config::Config;
@@ -180,7 +180,13 @@ impl Arbiter {
     fn supervise(&mut self, py: Python<'_>, signals: &mut SignalQueue) -> Result<()> {
         loop {
             if self.stopping.is_none() {
-                self.manage_workers(py, signals)?;
+                if let Err(error) = self.manage_workers(py, signals) {
+                    // Returning now would leave the workers already forked
+                    // running, unsignalled and unreaped.
+                    log::error(&format!("{error}; stopping the workers"));
+                    self.exit_error = Some(error);
+                    self.stop_gracefully("cannot start a worker");
+                }
             }
             if self.stopping.is_some() && self.live_workers() == 0 {
                 break;
@@ -230,7 +236,9 @@ impl Arbiter {
                 log::info("second SIGINT: stopping at once");
                 self.halt();
             }
-            SIGINT | SIGTERM => self.stop_gracefully(signal),
+            SIGINT | SIGTERM => {
+                self.stop_gracefully(signal_hook::low_level::signal_name(signal).unwrap_or("signal"));
+            }
             SIGQUIT => {
                 log::info("SIGQUIT: stopping at once");
                 self.halt();
@@ -245,14 +253,14 @@ impl Arbiter {
         }
     }
 
-    /// Stop accepting, let workers drain for up to the graceful timeout.
-    fn stop_gracefully(&mut self, signal: i32) {
+    /// Stop accepting, let workers drain for up to the graceful timeout;
+    /// `why` starts the log line.
+    fn stop_gracefully(&mut self, why: &str) {
         if self.stopping.is_some() {
             return;
         }
-        let name = signal_hook::low_level::signal_name(signal).unwrap_or("signal");
         log::info(&format!(
-            "{name}: stopping gracefully (in-flight requests get {:?})",
+            "{why}: stopping gracefully (in-flight requests get {:?})",
             self.config.graceful_timeout
         ));
         self.stopping = Some(Stopping::Graceful {
@@ -338,9 +346,7 @@ impl Arbiter {
         index: usize,
         signals: &mut SignalQueue,
     ) -> Result<()> {
-        let forked = fork::fork(py)
-            .map_err(|error| Error::system("fork", std::io::Error::other(error.to_string())))?;
-        match forked {
+        match fork::fork(py)? {
             Forked::Parent { child } => {
                 let slot = &mut self.slots[index];
                 slot.pid = Some(child);
@@ -396,14 +402,12 @@ fn exit_child(py: Python<'_>, code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-const PYTHON_HANDLED: [i32; 7] = [SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGCHLD, SIGTTIN, SIGTTOU];
-
 /// Reset Python's own handlers to the default so they don't also fire, remembering them.
 fn python_handlers(py: Python<'_>) -> PyResult<Vec<(i32, Py<PyAny>)>> {
     let module = py.import("signal")?;
     let default = module.getattr("SIG_DFL")?;
     let mut previous = Vec::new();
-    for signal in PYTHON_HANDLED {
+    for signal in signals::HANDLED {
         let old = module.getattr("getsignal")?.call1((signal,))?;
         module.getattr("signal")?.call1((signal, &default))?;
         previous.push((signal, old.unbind()));

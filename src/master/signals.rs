@@ -13,7 +13,8 @@ use signal_hook::SigId;
 
 use crate::error::{Error, Result};
 
-/// The signals the master acts on, in the order they are dispatched.
+/// The signals the master acts on, in the order they are dispatched; Python's
+/// own handlers for them are set aside while the master runs.
 pub(crate) const HANDLED: [i32; 7] = [SIGCHLD, SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU];
 
 /// Signals received since the last `wait`, and the pipe that wakes the loop.
