@@ -1,15 +1,16 @@
 //! How many of a worker's threads are inside the app right now, so the accept
 //! loops take a new connection only when a thread is free to serve it and
-//! otherwise leave it in the kernel backlog for a less busy worker.
-
-use std::sync::atomic::{AtomicUsize, Ordering};
+//! otherwise leave it in the kernel backlog for a less busy worker. The count
+//! lives in the worker's slot of the shared board, where siblings see it.
 
 use tokio::sync::Notify;
 
+use crate::board::Slot;
+
 /// The busy-thread count of one worker.
 pub(crate) struct Capacity {
-    busy: AtomicUsize,
-    threads: usize,
+    slot: &'static Slot,
+    threads: u32,
     freed: Notify,
 }
 
@@ -18,24 +19,25 @@ pub(crate) struct Busy<'a>(&'a Capacity);
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        if self.0.busy.fetch_sub(1, Ordering::AcqRel) == self.0.threads {
+        if self.0.slot.leave() == self.0.threads {
             self.0.freed.notify_waiters();
         }
     }
 }
 
 impl Capacity {
-    pub(crate) fn new(threads: usize) -> Self {
+    /// `slot` is this worker's on the board.
+    pub(crate) fn new(threads: usize, slot: &'static Slot) -> Self {
         Self {
-            busy: AtomicUsize::new(0),
-            threads,
+            slot,
+            threads: u32::try_from(threads).unwrap_or(u32::MAX),
             freed: Notify::new(),
         }
     }
 
     /// Count the calling thread as busy for the guard's life.
     pub(crate) fn enter(&self) -> Busy<'_> {
-        self.busy.fetch_add(1, Ordering::AcqRel);
+        self.slot.enter();
         Busy(self)
     }
 
@@ -45,21 +47,28 @@ impl Capacity {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if self.busy.load(Ordering::Acquire) < self.threads {
+            if self.slot.busy() < self.threads {
                 return;
             }
             freed.await;
         }
+    }
+
+    /// Publish that this worker accepts connections (or no longer does).
+    pub(crate) fn set_serving(&self, serving: bool) {
+        self.slot.set_serving(if serving { self.threads } else { 0 });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::Capacity;
+    use crate::board::Board;
 
     #[tokio::test]
     async fn waits_while_every_thread_is_busy() {
-        let capacity = std::sync::Arc::new(Capacity::new(1));
+        let board = Board::new(1).expect("mapped");
+        let capacity = std::sync::Arc::new(Capacity::new(1, board.slot(0).expect("slot")));
         let busy = capacity.enter();
         let waiter = tokio::spawn({
             let capacity = std::sync::Arc::clone(&capacity);

@@ -1,6 +1,7 @@
 //! The `rwsgi._rwsgi` extension module: `serve()` and the classes the WSGI
 //! bridge hands to apps. Everything else lives in the modules below.
 
+mod board;
 mod body;
 mod body_reader;
 mod capacity;

@@ -1,19 +1,22 @@
 //! A worker's accept loops: take connections from its listeners and start
 //! each on the protocol it speaks, until the stop signal.
 //!
-//! Backpressure: a worker accepts only while one of its threads is outside the
-//! app. Each TCP worker owns one `SO_REUSEPORT` socket (even spreading of
-//! keep-alive connections): when it can accept, it takes every connection
-//! waiting there, since no other worker accepts from it — taking one per turn
-//! of its run queue left a burst waiting seconds in the backlog while the
-//! worker served its ready keep-alive connections (measured: 16-27 queued
-//! connections 4-6 s into a 100-connection load, fresh connections answered
-//! after 2.7 s at the median). It also watches its siblings' sockets: a
-//! connection still waiting there after `STEAL_DELAY` — its owner is inside
-//! a long request or respawning — is taken by this worker if it has a free
-//! thread, one at a time. On a unix socket, which all workers share, a
-//! worker takes one connection and lets it reach the app before accepting
-//! another, so a burst is not swallowed by whichever worker woke first.
+//! Backpressure: a worker accepts only while one of its threads is outside
+//! the app, and, while a sibling has a free thread (the workers' board says),
+//! it takes one connection and lets it reach the app before accepting
+//! another, leaving the rest for that sibling. Each TCP worker owns one
+//! `SO_REUSEPORT` socket (even spreading of keep-alive connections) and also
+//! watches its siblings' sockets: a connection still waiting there after
+//! `STEAL_DELAY` — its owner is inside a long request or respawning — is
+//! taken by this worker if it has a free thread.
+//!
+//! When no sibling has a free thread, a worker takes every connection
+//! waiting on its own socket at once: nobody else would serve them sooner,
+//! and taking one per turn of its run queue left a burst waiting seconds in
+//! the backlog while the worker served its ready keep-alive connections
+//! (measured: 16-27 connections queued 4-6 s into a 100-connection load of a
+//! 4 ms app, fresh connections answered after 2.7 s at the median, wrk
+//! counting timeouts).
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -132,9 +135,10 @@ pub(crate) async fn accept_loop(listener: Listener, protocol: ListenerProtocol, 
             },
         };
         match accepted {
-            // This worker's own TCP socket: no sibling accepts from it (they
-            // steal what waits), so take every connection that is waiting.
-            Ok(()) if matches!(listener, Listener::Tcp(_)) => {}
+            // This worker's own TCP socket, and no sibling could take what
+            // waits there: take every waiting connection.
+            Ok(()) if matches!(listener, Listener::Tcp(_))
+                && !shared.board.sibling_has_free_thread(shared.slot) => {}
             Ok(()) => let_connection_start(&shared).await,
             Err(error) => {
                 // EMFILE and friends: wait a little instead of spinning.

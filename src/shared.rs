@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::board::Board;
 use crate::config::Config;
 use crate::shutdown::{OpenConnections, StopSignal};
 use crate::wsgi::WsgiApp;
@@ -14,4 +15,7 @@ pub(crate) struct Shared {
     pub config: Config,
     pub open: Arc<OpenConnections>,
     pub stop: StopSignal,
+    /// Every worker's busy count, this one's at `slot`.
+    pub board: Board,
+    pub slot: usize,
 }

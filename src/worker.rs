@@ -19,6 +19,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::{Address, Config, ListenerProtocol};
 use crate::log;
 use crate::server::{self, Listener};
+use crate::board::Board;
+use crate::capacity::Capacity;
 use crate::shared::Shared;
 use crate::shutdown::{OpenConnections, StopSignal};
 use crate::wsgi::{python_thread, WsgiApp};
@@ -48,6 +50,8 @@ pub(crate) struct WorkerSpec {
     pub listeners: Vec<WorkerListener>,
     pub app: Option<Py<PyAny>>,
     pub loader: Option<Py<PyAny>>,
+    /// The workers' shared board; this worker's slot is `id - 1`.
+    pub board: Board,
 }
 
 fn load_app(py: Python<'_>, spec: &WorkerSpec) -> Result<Py<PyAny>, i32> {
@@ -82,7 +86,12 @@ pub(crate) fn run(py: Python<'_>, spec: WorkerSpec) -> i32 {
         Ok(app) => app,
         Err(code) => return code,
     };
-    let app = match WsgiApp::new(py, app, &spec.config) {
+    let Some(slot) = spec.board.slot(spec.id - 1) else {
+        log::error(&format!("worker {}: no slot on the workers' board", spec.id));
+        return EXIT_START_FAILED;
+    };
+    let capacity = Capacity::new(spec.config.threads, slot);
+    let app = match WsgiApp::new(py, app, &spec.config, capacity) {
         Ok(app) => app,
         Err(error) => {
             error.print(py);
@@ -220,6 +229,8 @@ fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>)
         config: spec.config,
         open: Arc::clone(&open),
         stop: StopSignal::default(),
+        board: spec.board,
+        slot: id - 1,
     });
     let code = runtime.block_on(async move {
         let (Ok(mut terminate), Ok(mut interrupt), Ok(mut quit)) = (
@@ -247,12 +258,14 @@ fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>)
                 }
             }
         }
+        shared.app.capacity.set_serving(true);
         log::info(&format!("worker {id} (pid {}) ready", std::process::id()));
         tokio::select! {
             _ = terminate.recv() => {}
             _ = interrupt.recv() => {}
             _ = quit.recv() => return 0,
         }
+        shared.app.capacity.set_serving(false);
         shared.stop.trigger();
         for accept_loop in accept_loops {
             let _ = accept_loop.await;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use pyo3::prelude::*;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU};
 
+use crate::board::{self, Board};
 use crate::config::Address;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -54,6 +55,8 @@ pub(crate) struct Arbiter {
     app: Option<Py<PyAny>>,
     loader: Option<Py<PyAny>>,
     slots: Vec<Slot>,
+    /// Where workers publish their busy threads (mapped before any fork).
+    board: Board,
     stopping: Option<Stopping>,
     exit_error: Option<Error>,
 }
@@ -120,6 +123,8 @@ impl Arbiter {
                 respawn_at: now,
             })
             .collect();
+        let board = Board::new(board::MAX_SLOTS.min(config.workers.max(1)))
+            .map_err(|error| Error::system("mapping the workers' board", error))?;
         Ok(Self {
             config,
             listeners,
@@ -127,6 +132,7 @@ impl Arbiter {
             app,
             loader,
             slots,
+            board,
             stopping: None,
             exit_error: None,
         })
@@ -293,6 +299,9 @@ impl Arbiter {
                 continue;
             };
             slot.pid = None;
+            if let Some(entry) = self.board.slot(slot.id - 1) {
+                entry.clear();
+            }
             let lived = slot.started.elapsed();
             let stopping = self.stopping.is_some();
             let how = describe_status(status);
@@ -386,6 +395,7 @@ impl Arbiter {
             listeners,
             app: self.app.as_ref().map(|app| app.clone_ref(py)),
             loader: self.loader.as_ref().map(|loader| loader.clone_ref(py)),
+            board: self.board,
         };
         worker::run(py, spec)
     }

@@ -40,11 +40,16 @@ pub(crate) struct WsgiApp {
 }
 
 impl WsgiApp {
-    pub(crate) fn new(py: Python<'_>, app: Py<PyAny>, config: &Config) -> PyResult<Self> {
+    pub(crate) fn new(
+        py: Python<'_>,
+        app: Py<PyAny>,
+        config: &Config,
+        capacity: Capacity,
+    ) -> PyResult<Self> {
         Ok(Self {
             app,
             environ: EnvironTemplate::new(py, config)?,
-            capacity: Capacity::new(config.threads),
+            capacity,
         })
     }
 
