@@ -1,6 +1,6 @@
 """rwsgi against its peers: one wrk run per server and scenario, in one session.
 
-    python benches/compare.py [--scenarios hello,sleep,get1m,post1m,post_chunked_1m,...]
+    python benches/compare.py [--scenarios hello,sleep,get1m,post1m,...,django_template]
                               [--servers rwsgi,hyper,bjoern,granian,gunicorn,uwsgi,waitress]
                               [--duration 8] [--rounds 3] [--connections 10000] [--output FILE]
 
@@ -56,6 +56,7 @@ from servers import (
     Scenario,
     Server,
     display_command,
+    load_reference,
 )
 
 
@@ -76,11 +77,11 @@ def probe(scenario: Scenario, port: int, timeout: float = 5.0) -> str | None:
         headers = {"Content-Type": "application/octet-stream"}
         if scenario.chunked:
             # An iterable body with no Content-Length: http.client frames it chunked.
-            conn.request("POST", "/", body=_chunks(scenario.post_body()), headers=headers)
+            conn.request("POST", scenario.path, body=_chunks(scenario.post_body()), headers=headers)
         elif scenario.post_bytes:
-            conn.request("POST", "/", body=scenario.post_body(), headers=headers)
+            conn.request("POST", scenario.path, body=scenario.post_body(), headers=headers)
         else:
-            conn.request("GET", "/")
+            conn.request("GET", scenario.path)
         response = conn.getresponse()
         body = response.read()
     finally:
@@ -174,7 +175,7 @@ def run_wrk(scenario: Scenario, port: int, duration: int, args: argparse.Namespa
     command = [
         "wrk", "-t", str(args.wrk_threads), "-c", str(scenario.connections),
         "-d", f"{duration}s", "--timeout", f"{timeout}s",
-        "-s", str(BENCHES / "wrk.lua"), f"http://{HOST}:{port}/",
+        "-s", str(BENCHES / "wrk.lua"), f"http://{HOST}:{port}{scenario.path}",
     ]  # fmt: skip
     done = subprocess.run(
         command, capture_output=True, text=True, env=env, timeout=duration + timeout + 60,
@@ -459,8 +460,13 @@ def collect(args: argparse.Namespace) -> dict:
     }
     for scenario_name in args.scenarios:
         scenario = SCENARIOS[scenario_name]
+        # The Flask and Django bodies: the app's own answer, made once here.
+        unanswered = load_reference(args.venv, scenario)
+        if unanswered:
+            log(f"{scenario.name}: {unanswered}")
         status = {
             name: missing[name]
+            or unanswered
             or (
                 f"n/a: {', '.join(SERVERS[name].only)} only"
                 if SERVERS[name].only and scenario.name not in SERVERS[name].only

@@ -74,9 +74,9 @@ def probe(scenario: Scenario, port: int) -> tuple[int, bytes]:
     try:
         if scenario.post_bytes:
             headers = {"Content-Type": "application/octet-stream"}
-            conn.request("POST", "/", body=POST_BODY, headers=headers)
+            conn.request("POST", scenario.path, body=POST_BODY, headers=headers)
         else:
-            conn.request("GET", "/")
+            conn.request("GET", scenario.path)
         response = conn.getresponse()
         return response.status, response.read()
     finally:

@@ -105,7 +105,7 @@ def section(name: str, data: dict) -> str:
         f"### nginx, {scenario.name}: {scenario.title}",
         "",
         f"{scenario.workers} workers x {scenario.threads} thread(s) behind one nginx process, "
-        f"{scenario.connections} wrk connections to nginx, app `apps:{scenario.app}`. "
+        f"{scenario.connections} wrk connections to nginx, app `{scenario.target}`. "
         "Ratios in parentheses are to rwsgi.",
         "",
         table(results, status),

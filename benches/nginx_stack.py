@@ -66,7 +66,7 @@ class Upstream:
 
 def _rwsgi(venv: Path, s: Scenario, sock: str) -> list[str]:
     return [
-        venv_python(venv), "-m", "rwsgi", f"apps:{s.app}", "--socket", sock,
+        venv_python(venv), "-m", "rwsgi", s.target, "--socket", sock,
         "--workers", str(s.workers), "--threads", str(s.threads),
     ]  # fmt: skip
 
@@ -75,7 +75,7 @@ def _uwsgi(venv: Path, s: Scenario, sock: str) -> list[str]:
     threads = ["--threads", str(s.threads)] if s.threads > 1 else []
     return [
         str(venv_bin(venv, "uwsgi")), "--socket", sock, "--master",
-        "--processes", str(s.workers), *threads, "--module", f"apps:{s.app}",
+        "--processes", str(s.workers), *threads, "--module", s.target,
         "--listen", "1024", "--disable-logging", "--die-on-term", "--need-app", "--strict",
         "--buffer-size", "32768",
     ]  # fmt: skip
@@ -85,7 +85,7 @@ def _gunicorn(venv: Path, s: Scenario, sock: str) -> list[str]:
     worker = ["--worker-class", "gthread", "--threads", str(s.threads)] if s.threads > 1 else []
     return [
         str(venv_bin(venv, "gunicorn")), "--protocol", "uwsgi", "--bind", f"unix:{sock}",
-        "--workers", str(s.workers), *worker, "--backlog", "1024", f"apps:{s.app}",
+        "--workers", str(s.workers), *worker, "--backlog", "1024", s.target,
     ]  # fmt: skip
 
 

@@ -386,7 +386,7 @@ def section(
         f"## {scenario.name}: {scenario.title}",
         "",
         f"{scenario.workers} workers x {scenario.threads} thread(s), {load}, "
-        f"app `apps:{scenario.app}`.{idle} Ratios in parentheses are to rwsgi. "
+        f"app `{scenario.target}` at `{scenario.path}`.{idle} Ratios in parentheses are to rwsgi. "
         "Probes: a fresh connection every 0.2 s during the measured load, time to the "
         "first byte of its answer.",
         "",

@@ -33,9 +33,21 @@ class Scenario:
     chunked: bool = False  # the POST body is sent with Transfer-Encoding: chunked
     wrk_timeout: int | None = None  # wrk's --timeout, s, when --wrk-timeout is too short
     idle: bool = False  # held idle connections around the load (compare.py's measure_idle)
+    module: str = "apps"  # where ``app`` is: a module of benches/
+    path: str = "/"  # what wrk, the readiness check and the probes request
+    # The body is the framework's: held to the app's own answer in-process
+    # (``load_reference``), not to a constant here.
+    reference: bool = False
+
+    @property
+    def target(self) -> str:
+        """The app as every server is told it: ``module:callable``."""
+        return f"{self.module}:{self.app}"
 
     def expected(self) -> bytes:
         """The exact body of the answer to wrk's request."""
+        if self.reference:
+            return _REFERENCE[self.name]
         if self.app == "drain":
             return str(self.post_bytes).encode()
         return {"get1m": apps.BIG, "post1m": POST_BODY}.get(self.app, apps.HELLO)
@@ -47,7 +59,9 @@ class Scenario:
         """What a fresh-connection probe sends: wrk's GET, or for a POST
         scenario a bodyless GET to the same app (it answers without reading:
         the probe times the wait for a connection, not the upload)."""
-        return (f"GET / HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n").encode()
+        return (
+            f"GET {self.path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n"
+        ).encode()
 
     def probe_expected(self) -> bytes:
         """The body of the answer to ``probe_request``."""
@@ -100,8 +114,76 @@ SCENARIOS = {
             connections=100,
             idle=True,
         ),
+        Scenario(
+            "flask_hello",
+            "Flask app, GET / returns Hello, world!",
+            "app",
+            workers=2,
+            threads=1,
+            connections=100,
+            module="flask_app",
+            reference=True,
+        ),
+        Scenario(
+            "django_hello",
+            "Django project (startproject's middleware), HttpResponse('Hello, world!')",
+            "application",
+            workers=2,
+            threads=1,
+            connections=100,
+            module="djangoproject.wsgi",
+            path="/hello/",
+            reference=True,
+        ),
+        Scenario(
+            "django_json",
+            "Django project, JsonResponse of a 20-key dict with a nested list",
+            "application",
+            workers=2,
+            threads=1,
+            connections=100,
+            module="djangoproject.wsgi",
+            path="/json/",
+            reference=True,
+        ),
+        Scenario(
+            "django_template",
+            "Django project, a 200-row table page from a template that extends a base",
+            "application",
+            workers=2,
+            threads=1,
+            connections=100,
+            module="djangoproject.wsgi",
+            path="/template/",
+            reference=True,
+        ),
     )
 }
+
+# Scenario name -> the body its app answers in-process (``load_reference``).
+_REFERENCE: dict[str, bytes] = {}
+
+
+def load_reference(venv: Path, scenario: Scenario) -> str | None:
+    """For a ``reference`` scenario, run its app once in-process with the
+    venv's Python (``reference.py``) and keep the body as the one every server
+    must answer; None when done (or not needed), else why it could not be."""
+    if not scenario.reference or scenario.name in _REFERENCE:
+        return None
+    if not venv_bin(venv, "python").exists():
+        return f"not installed (no venv at {venv}; run benches/setup.sh)"
+    done = subprocess.run(
+        [venv_python(venv), "reference.py", scenario.target, scenario.path],
+        cwd=BENCHES,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        why = done.stderr.decode(errors="replace").strip().splitlines()
+        return f"no reference answer from the app ({why[-1] if why else done.returncode})"
+    _REFERENCE[scenario.name] = done.stdout
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +242,7 @@ HYPER_BIN = BENCHES / "hyper_bare" / "target" / "release" / "hyper_bare"
 
 def _rwsgi(venv: Path, s: Scenario, port: int) -> list[str]:
     return [
-        venv_python(venv), "-m", "rwsgi", f"apps:{s.app}", "--http", f"{HOST}:{port}",
+        venv_python(venv), "-m", "rwsgi", s.target, "--http", f"{HOST}:{port}",
         "--workers", str(s.workers), "--threads", str(s.threads),
     ]  # fmt: skip
 
@@ -170,7 +252,7 @@ def _bjoern(venv: Path, s: Scenario, port: int) -> list[str]:
         venv_python(venv),
         "prefork.py",
         "bjoern",
-        f"apps:{s.app}",
+        s.target,
         HOST,
         str(port),
         str(s.workers),
@@ -181,7 +263,7 @@ def _granian(venv: Path, s: Scenario, port: int) -> list[str]:
     return [
         str(venv_bin(venv, "granian")), "--interface", "wsgi", "--host", HOST, "--port", str(port),
         "--workers", str(s.workers), "--blocking-threads", str(s.threads),
-        "--http", "1", "--no-ws", f"apps:{s.app}",
+        "--http", "1", "--no-ws", s.target,
     ]  # fmt: skip
 
 
@@ -189,7 +271,7 @@ def _gunicorn(venv: Path, s: Scenario, port: int) -> list[str]:
     worker = ["--worker-class", "gthread", "--threads", str(s.threads)] if s.threads > 1 else []
     return [
         str(venv_bin(venv, "gunicorn")), "--bind", f"{HOST}:{port}", "--workers", str(s.workers),
-        *worker, "--backlog", "1024", f"apps:{s.app}",
+        *worker, "--backlog", "1024", s.target,
     ]  # fmt: skip
 
 
@@ -197,14 +279,14 @@ def _uwsgi(venv: Path, s: Scenario, port: int) -> list[str]:
     threads = ["--threads", str(s.threads)] if s.threads > 1 else []
     return [
         str(venv_bin(venv, "uwsgi")), "--http-socket", f"{HOST}:{port}", "--master",
-        "--processes", str(s.workers), *threads, "--module", f"apps:{s.app}",
+        "--processes", str(s.workers), *threads, "--module", s.target,
         "--listen", "1024", "--disable-logging", "--die-on-term", "--need-app", "--strict",
     ]  # fmt: skip
 
 
 def _waitress(venv: Path, s: Scenario, port: int) -> list[str]:
     return [
-        venv_python(venv), "prefork.py", "waitress", f"apps:{s.app}", HOST, str(port),
+        venv_python(venv), "prefork.py", "waitress", s.target, HOST, str(port),
         str(s.workers), str(s.threads),
     ]  # fmt: skip
 

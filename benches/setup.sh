@@ -39,6 +39,9 @@ if $peers; then
     fi
     # bjoern and uWSGI compile C against libev / the interpreter's headers.
     "$venv/bin/python" -m pip install bjoern granian gunicorn uwsgi waitress
+    # The apps of the flask_hello and django_* scenarios (pinned: their bodies
+    # and per-request cost are the frameworks').
+    "$venv/bin/python" -m pip install "flask==3.1.3" "django==5.2.19"
     cargo build --release --manifest-path "$here/hyper_bare/Cargo.toml"
 fi
 
