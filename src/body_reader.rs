@@ -29,7 +29,7 @@ pub(crate) enum Piece {
 
 /// A body framing that needs decoding (HTTP's chunked transfer coding).
 pub(crate) trait BodyDecoder {
-    type Error: Display;
+    type Error: Display + Send;
     /// Take the next piece from the front of `input`.
     fn next_piece(&mut self, input: &mut BytesMut) -> Result<Piece, Self::Error>;
 }

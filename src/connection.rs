@@ -18,9 +18,10 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use http::StatusCode;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::futures::OwnedNotified;
 
+use crate::body::RequestBody;
 use crate::body_reader::{self, BodyDecoder, BodyLimits, Framing};
 use crate::deadline::{self, LazyDeadline};
 use crate::log;
@@ -29,6 +30,7 @@ use crate::request::{Peer, Request, RequestHead};
 use crate::response::encode::{encode, Encoded, Exchange};
 use crate::response::write::{self, Sent};
 use crate::shared::Shared;
+use crate::shutdown::ConnectionGuard;
 use crate::wsgi::environ::ConnectionCache;
 
 /// Bytes asked of the socket per read while waiting for a head.
@@ -114,6 +116,8 @@ enum Wait {
 
 /// A connection being served.
 struct Connection<S, P> {
+    /// Counts this connection open until it is dropped, even by a panic.
+    _open: ConnectionGuard,
     stream: S,
     buffer: BytesMut,
     protocol: P,
@@ -126,10 +130,13 @@ struct Connection<S, P> {
     stop_wake: Option<Pin<Box<OwnedNotified>>>,
     /// The last response head's buffer, reused by the next one.
     out: BytesMut,
+    /// Requests served so far.
+    served: u32,
 }
 
-/// Serve `stream` until it closes. `buffer` holds bytes already read from it.
-pub(crate) async fn serve<S: Transport, P: Protocol>(
+/// Serve `stream` on its own task until it closes, counted open meanwhile.
+/// `buffer` holds bytes already read from it.
+pub(crate) fn spawn<S: Transport + 'static, P: Protocol + 'static>(
     stream: S,
     protocol: P,
     peer: Peer,
@@ -137,21 +144,62 @@ pub(crate) async fn serve<S: Transport, P: Protocol>(
     shared: Arc<Shared>,
     buffer: BytesMut,
 ) {
-    let mut connection = Connection {
-        stream,
-        buffer,
-        protocol,
-        shared,
-        peer,
-        local,
-        cache: ConnectionCache::default(),
-        deadline: LazyDeadline::default(),
-        stop_wake: None,
-        out: BytesMut::new(),
-    };
-    while let Some(incoming) = connection.next_request().await {
-        if connection.serve_one(incoming).await == Sent::Close {
-            return;
+    let open = shared.open.open();
+    tokio::spawn(Connection::new(stream, protocol, peer, local, shared, buffer, open).run());
+}
+
+/// Serve `stream` on the calling task until it closes; `open` counts it.
+pub(crate) async fn serve<S: Transport, P: Protocol>(
+    stream: S,
+    protocol: P,
+    peer: Peer,
+    local: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    buffer: BytesMut,
+    open: ConnectionGuard,
+) {
+    Connection::new(stream, protocol, peer, local, shared, buffer, open)
+        .run()
+        .await;
+}
+
+impl<S: Transport, P: Protocol> Connection<S, P> {
+    /// A connection ready to serve, in a box (see `run`), counted open by
+    /// `open` until it is dropped; `buffer` holds bytes already read from it.
+    fn new(
+        stream: S,
+        protocol: P,
+        peer: Peer,
+        local: Option<SocketAddr>,
+        shared: Arc<Shared>,
+        buffer: BytesMut,
+        open: ConnectionGuard,
+    ) -> Box<Self> {
+        Box::new(Self {
+            _open: open,
+            stream,
+            buffer,
+            protocol,
+            shared,
+            peer,
+            local,
+            cache: ConnectionCache::default(),
+            deadline: LazyDeadline::default(),
+            stop_wake: None,
+            out: BytesMut::new(),
+            served: 0,
+        })
+    }
+
+    /// Serve requests until the connection ends. The connection lives in a
+    /// box and the state of serving a request in another, made per request:
+    /// an idle connection's task then holds only what waiting needs (its
+    /// task and connection together take about a kilobyte).
+    pub(crate) async fn run(mut self: Box<Self>) {
+        while let Some(incoming) = self.next_request().await {
+            if Box::pin(self.serve_one(incoming)).await == Sent::Close {
+                return;
+            }
         }
     }
 }
@@ -172,7 +220,10 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
                         }
                         let exchange = self.protocol.refusal_exchange();
                         let idle = self.shared.config.body_timeout;
-                        refusal::refuse(&mut self.stream, status, exchange, drain, idle).await;
+                        // Boxed, like every rare path: an idle connection's
+                        // task should not reserve room for it.
+                        Box::pin(refusal::refuse(&mut self.stream, status, exchange, drain, idle))
+                            .await;
                         return None;
                     }
                     Parse::Drop { log } => {
@@ -273,14 +324,19 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
             post_buffering: config.post_buffering,
             spool_dir: &config.spool_dir,
         };
-        let body = body_reader::read_body(
-            &mut self.stream,
-            &mut self.buffer,
-            framing,
-            &limits,
-            continue_line,
-        )
-        .await;
+        let body = if matches!(framing, Framing::None) {
+            Ok(RequestBody::Empty)
+        } else {
+            // Boxed: only requests with a body pay for its reader's state.
+            Box::pin(body_reader::read_body(
+                &mut self.stream,
+                &mut self.buffer,
+                framing,
+                &limits,
+                continue_line,
+            ))
+            .await
+        };
         let body = match body {
             Ok(body) => body,
             Err(error) => {
@@ -291,7 +347,9 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
                 }
                 if let Some(status) = error.status() {
                     let idle = config.body_timeout;
-                    refusal::refuse(&mut self.stream, status, exchange, error.drain(), idle).await;
+                    let refusal =
+                        refusal::refuse(&mut self.stream, status, exchange, error.drain(), idle);
+                    Box::pin(refusal).await;
                 }
                 return Sent::Close;
             }
@@ -309,14 +367,33 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
             ..exchange
         };
         let mut encoded = encode(response, exchange, std::mem::take(&mut self.out));
-        let sent = write::send(&mut self.stream, &mut encoded, || request.head.describe()).await;
+        let sent = if encoded.body.is_none() {
+            // The whole answer is in the head's buffer: one write.
+            self.stream
+                .write_all(&encoded.head)
+                .await
+                .map(|()| if encoded.keep_alive { Sent::KeepAlive } else { Sent::Close })
+        } else {
+            // Boxed: an idle connection's task should not reserve room for a stream.
+            Box::pin(write::send(&mut self.stream, &mut encoded, || {
+                request.head.describe()
+            }))
+            .await
+        };
         self.finish(encoded, request);
         sent.unwrap_or(Sent::Close)
     }
 
     /// Keep what the next request can reuse; let go of what it should not hold.
     fn finish(&mut self, encoded: Encoded, request: Request) {
-        self.out = encoded.into_buffer();
+        self.served = self.served.saturating_add(1);
+        // Kept from the second request on: a connection that made one
+        // request and waits idle should hold no buffer.
+        self.out = if self.served > 1 {
+            encoded.into_buffer()
+        } else {
+            BytesMut::new()
+        };
         self.protocol.recycle(request.head);
         if self.buffer.capacity() > KEPT_READ_BUFFER && self.buffer.len() < READ_SIZE {
             // A large body grew it: a kept connection should not hold that.

@@ -119,11 +119,7 @@ pub(crate) async fn accept_loop(listener: Listener, protocol: ListenerProtocol, 
                 () = stop.stopped() => break,
                 accepted = accept_uwsgi_unix(unix) => accepted.map(|stream| {
                     let guard = shared.open.open();
-                    let shared = Arc::clone(&shared);
-                    tokio::spawn(async move {
-                        let _guard = guard;
-                        serve_unix(stream, shared).await;
-                    });
+                    tokio::spawn(serve_unix(stream, Arc::clone(&shared), guard));
                 }),
             },
             Listener::Unix(unix) => tokio::select! {
@@ -230,7 +226,7 @@ fn spawn_tcp(
     spawn(stream, Peer::Tcp(peer), local, protocol, shared);
 }
 
-/// Start serving a connection on its protocol, counted open until it ends.
+/// Start serving a connection on its protocol.
 fn spawn<S: connection::Transport + 'static>(
     stream: S,
     peer: Peer,
@@ -238,17 +234,12 @@ fn spawn<S: connection::Transport + 'static>(
     protocol: ListenerProtocol,
     shared: &Arc<Shared>,
 ) {
-    let guard = shared.open.open();
     let shared = Arc::clone(shared);
     let buffer = BytesMut::new();
     match protocol {
-        ListenerProtocol::Http => tokio::spawn(async move {
-            let _guard = guard;
-            connection::serve(stream, Http1::default(), peer, local, shared, buffer).await;
-        }),
-        ListenerProtocol::Uwsgi => tokio::spawn(async move {
-            let _guard = guard;
-            connection::serve(stream, Uwsgi, peer, local, shared, buffer).await;
-        }),
-    };
+        ListenerProtocol::Http => {
+            connection::spawn(stream, Http1::default(), peer, local, shared, buffer);
+        }
+        ListenerProtocol::Uwsgi => connection::spawn(stream, Uwsgi, peer, local, shared, buffer),
+    }
 }

@@ -23,6 +23,7 @@ use crate::request::{Peer, Protocol as Version, Request, RequestHead};
 use crate::response::encode::{encode, Exchange};
 use crate::response::write;
 use crate::shared::Shared;
+use crate::shutdown::ConnectionGuard;
 use crate::wsgi::environ::ConnectionCache;
 
 /// What the unregistered first read of a unix connection asks for: nginx's
@@ -165,7 +166,12 @@ pub(crate) fn allowed(allow: &[Network], peer: SocketAddr) -> bool {
 /// request which, behind nginx (a new connection per request), were a
 /// quarter of the worker's system calls. Anything slower goes to the shared
 /// connection loop with what was read so far.
-pub(crate) async fn serve_unix(stream: std::os::unix::net::UnixStream, shared: Arc<Shared>) {
+/// `guard` counts the connection open until the fast path is done with it.
+pub(crate) async fn serve_unix(
+    stream: std::os::unix::net::UnixStream,
+    shared: Arc<Shared>,
+    guard: ConnectionGuard,
+) {
     let mut buffer = BytesMut::zeroed(FAST_READ);
     match std::io::Read::read(&mut &stream, &mut buffer) {
         Ok(0) => return,
@@ -219,7 +225,7 @@ pub(crate) async fn serve_unix(stream: std::os::unix::net::UnixStream, shared: A
         }
         None => {
             let buffer = BytesMut::from(&received[..]);
-            connection::serve(stream, Uwsgi, Peer::Unix, None, shared, buffer).await;
+            connection::serve(stream, Uwsgi, Peer::Unix, None, shared, buffer, guard).await;
         }
     }
 }

@@ -38,24 +38,36 @@ pub(crate) fn build<'py>(
         }
         environ
     } else {
-        if cache.wants_template() {
-            let peer = cache.peer(py, request);
+        if cache.first_request() {
+            let strings = PeerStrings::new(py, request);
             let environ = template.direct.bind(py).copy()?;
-            set_remote(py, &environ, peer)?;
-            let host = head.header(b"host");
-            set_server_keys(py, &environ, host, peer)?;
-            cache.template = Some(ConnectionTemplate {
-                environ: environ.unbind(),
-                host: host.map(bytes::Bytes::copy_from_slice),
-                recent: RecentFields::default(),
-            });
-        }
-        let peer = cache.peer(py, request);
-        let peer = PeerRef {
-            local_addr: peer.local_addr.bind(py).clone(),
-            local_port: peer.local_port.bind(py).clone(),
-        };
-        if let Some(connection) = cache.template.as_mut() {
+            set_request_line(py, &environ, head)?;
+            set_remote(py, &environ, &strings)?;
+            set_server_keys(py, &environ, head.header(b"host"), &strings)?;
+            set_headers(py, &environ, head, None)?;
+            environ
+        } else {
+            if cache.template.is_none() {
+                let peer = cache.peer(py, request);
+                let environ = template.direct.bind(py).copy()?;
+                set_remote(py, &environ, peer)?;
+                let host = head.header(b"host");
+                set_server_keys(py, &environ, host, peer)?;
+                cache.template = Some(ConnectionTemplate {
+                    environ: environ.unbind(),
+                    host: host.map(bytes::Bytes::copy_from_slice),
+                    recent: RecentFields::default(),
+                });
+            }
+            let peer = cache.peer(py, request);
+            let peer = PeerRef {
+                local_addr: peer.local_addr.bind(py).clone(),
+                local_port: peer.local_port.bind(py).clone(),
+            };
+            let connection = cache
+                .template
+                .as_mut()
+                .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no connection template"))?;
             let environ = connection.environ.bind(py).copy()?;
             set_request_line(py, &environ, head)?;
             let host = head.header(b"host");
@@ -63,15 +75,6 @@ pub(crate) fn build<'py>(
                 set_server_name(py, &environ, host, &peer)?;
             }
             set_headers(py, &environ, head, Some(&mut connection.recent))?;
-            environ
-        } else {
-            let environ = template.direct.bind(py).copy()?;
-            set_request_line(py, &environ, head)?;
-            if let Some(strings) = cache.peer.as_ref() {
-                set_remote(py, &environ, strings)?;
-            }
-            set_server_name(py, &environ, head.header(b"host"), &peer)?;
-            set_headers(py, &environ, head, None)?;
             environ
         }
     };

@@ -134,10 +134,11 @@ pub(crate) struct ConnectionTemplate {
     pub recent: RecentFields,
 }
 
-/// What one connection keeps between its requests. Made lazily: an idle
-/// connection that made one request holds four small strings, and only a
-/// connection that keeps making requests gets the template (about 2 KiB)
-/// that makes its later requests cheaper.
+/// What one connection keeps between its requests. Made lazily: a
+/// connection that made one request keeps nothing (10,000 idle keep-alive
+/// connections are a common sight behind a load balancer), and one that
+/// makes a second gets its address strings and the template (about 2 KiB)
+/// that make its later requests cheaper.
 #[derive(Default)]
 pub(crate) struct ConnectionCache {
     requests: u32,
@@ -151,10 +152,10 @@ impl ConnectionCache {
         self.peer.get_or_insert_with(|| PeerStrings::new(py, request))
     }
 
-    /// Count a request; true from the second on, when a template pays off.
-    pub(crate) fn wants_template(&mut self) -> bool {
+    /// Count a request; true for the first one, whose strings are not kept.
+    pub(crate) fn first_request(&mut self) -> bool {
         self.requests = self.requests.saturating_add(1);
-        self.requests >= 2 && self.template.is_none()
+        self.requests == 1
     }
 
 }
