@@ -106,7 +106,10 @@ mod tests {
     fn siblings_see_each_others_free_threads() {
         let board = Board::new(2).expect("mapped");
         let (first, second) = (board.slot(0).expect("slot"), board.slot(1).expect("slot"));
-        assert!(!board.sibling_has_free_thread(0), "a worker not serving has no free thread");
+        assert!(
+            !board.sibling_has_free_thread(0),
+            "a worker not serving has no free thread"
+        );
         second.set_serving(1);
         assert!(board.sibling_has_free_thread(0));
         second.enter();

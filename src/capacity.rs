@@ -56,7 +56,8 @@ impl Capacity {
 
     /// Publish that this worker accepts connections (or no longer does).
     pub(crate) fn set_serving(&self, serving: bool) {
-        self.slot.set_serving(if serving { self.threads } else { 0 });
+        self.slot
+            .set_serving(if serving { self.threads } else { 0 });
     }
 }
 

@@ -80,7 +80,9 @@ pub(crate) enum Parse<D> {
         log: Option<String>,
     },
     /// Close without an answer, logging why.
-    Drop { log: String },
+    Drop {
+        log: String,
+    },
 }
 
 /// How a connection ended waiting for a head that never completed.
@@ -222,8 +224,14 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
                         let idle = self.shared.config.body_timeout;
                         // Boxed, like every rare path: an idle connection's
                         // task should not reserve room for it.
-                        Box::pin(refusal::refuse(&mut self.stream, status, exchange, drain, idle))
-                            .await;
+                        Box::pin(refusal::refuse(
+                            &mut self.stream,
+                            status,
+                            exchange,
+                            drain,
+                            idle,
+                        ))
+                        .await;
                         return None;
                     }
                     Parse::Drop { log } => {
@@ -289,7 +297,9 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
             let ended = poll_fn(|cx| match stream.poll_read_ready(cx) {
                 Poll::Ready(Ok(())) => Poll::Ready(None),
                 Poll::Ready(Err(error)) => Poll::Ready(Some(Wait::Read(Err(error)))),
-                Poll::Pending => limits(cx, true).map_or(Poll::Pending, |wait| Poll::Ready(Some(wait))),
+                Poll::Pending => {
+                    limits(cx, true).map_or(Poll::Pending, |wait| Poll::Ready(Some(wait)))
+                }
             })
             .await;
             if let Some(wait) = ended {
@@ -369,10 +379,13 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
         let mut encoded = encode(response, exchange, std::mem::take(&mut self.out));
         let sent = if encoded.body.is_none() {
             // The whole answer is in the head's buffer: one write.
-            self.stream
-                .write_all(&encoded.head)
-                .await
-                .map(|()| if encoded.keep_alive { Sent::KeepAlive } else { Sent::Close })
+            self.stream.write_all(&encoded.head).await.map(|()| {
+                if encoded.keep_alive {
+                    Sent::KeepAlive
+                } else {
+                    Sent::Close
+                }
+            })
         } else {
             // Boxed: an idle connection's task should not reserve room for a stream.
             Box::pin(write::send(&mut self.stream, &mut encoded, || {

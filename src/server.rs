@@ -98,7 +98,11 @@ async fn accept_uwsgi_unix(
 const STEAL_DELAY: Duration = Duration::from_millis(3);
 
 /// Accept connections on `listener` until shutdown is signalled.
-pub(crate) async fn accept_loop(listener: Listener, protocol: ListenerProtocol, shared: Arc<Shared>) {
+pub(crate) async fn accept_loop(
+    listener: Listener,
+    protocol: ListenerProtocol,
+    shared: Arc<Shared>,
+) {
     let stop = &shared.stop;
     loop {
         tokio::select! {
@@ -133,8 +137,9 @@ pub(crate) async fn accept_loop(listener: Listener, protocol: ListenerProtocol, 
         match accepted {
             // This worker's own TCP socket, and no sibling could take what
             // waits there: take every waiting connection.
-            Ok(()) if matches!(listener, Listener::Tcp(_))
-                && !shared.board.sibling_has_free_thread(shared.slot) => {}
+            Ok(())
+                if matches!(listener, Listener::Tcp(_))
+                    && !shared.board.sibling_has_free_thread(shared.slot) => {}
             Ok(()) => let_connection_start(&shared).await,
             Err(error) => {
                 // EMFILE and friends: wait a little instead of spinning.

@@ -16,11 +16,11 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::board::Board;
+use crate::capacity::Capacity;
 use crate::config::{Address, Config, ListenerProtocol};
 use crate::log;
 use crate::server::{self, Listener};
-use crate::board::Board;
-use crate::capacity::Capacity;
 use crate::shared::Shared;
 use crate::shutdown::{OpenConnections, StopSignal};
 use crate::wsgi::{python_thread, WsgiApp};
@@ -87,7 +87,10 @@ pub(crate) fn run(py: Python<'_>, spec: WorkerSpec) -> i32 {
         Err(code) => return code,
     };
     let Some(slot) = spec.board.slot(spec.id - 1) else {
-        log::error(&format!("worker {}: no slot on the workers' board", spec.id));
+        log::error(&format!(
+            "worker {}: no slot on the workers' board",
+            spec.id
+        ));
         return EXIT_START_FAILED;
     };
     let capacity = Capacity::new(spec.config.threads, slot);

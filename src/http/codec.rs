@@ -158,9 +158,15 @@ fn target_parts(
     }
     if text == b"*" {
         if method != b"OPTIONS" {
-            return Err(HeadError::Invalid("asterisk-form target on a method other than OPTIONS"));
+            return Err(HeadError::Invalid(
+                "asterisk-form target on a method other than OPTIONS",
+            ));
         }
-        return Ok((target.clone(), PathInfo::Span(target.clone()), target.end..target.end));
+        return Ok((
+            target.clone(),
+            PathInfo::Span(target.clone()),
+            target.end..target.end,
+        ));
     }
     let scheme_end = text
         .windows(3)
@@ -205,10 +211,7 @@ struct Semantics {
     expects_continue: bool,
 }
 
-fn read_semantics(
-    headers: &[httparse::Header<'_>],
-    http10: bool,
-) -> Result<Semantics, HeadError> {
+fn read_semantics(headers: &[httparse::Header<'_>], http10: bool) -> Result<Semantics, HeadError> {
     let mut semantics = Semantics {
         length: None,
         chunked: false,
@@ -253,7 +256,9 @@ fn read_semantics(
                     }
                 }
                 if codings != 1 {
-                    return Err(HeadError::Invalid("Transfer-Encoding must be chunked, once"));
+                    return Err(HeadError::Invalid(
+                        "Transfer-Encoding must be chunked, once",
+                    ));
                 }
                 semantics.chunked = true;
             }
@@ -264,11 +269,15 @@ fn read_semantics(
         return Err(HeadError::Invalid("more than one Host field"));
     }
     if semantics.chunked && http10 {
-        return Err(HeadError::Invalid("Transfer-Encoding in an HTTP/1.0 request"));
+        return Err(HeadError::Invalid(
+            "Transfer-Encoding in an HTTP/1.0 request",
+        ));
     }
     if semantics.chunked && semantics.length.is_some() {
         // Both framings: the classic request-smuggling setup. Refused.
-        return Err(HeadError::Invalid("both Content-Length and Transfer-Encoding"));
+        return Err(HeadError::Invalid(
+            "both Content-Length and Transfer-Encoding",
+        ));
     }
     Ok(semantics)
 }
@@ -360,7 +369,10 @@ mod tests {
     fn error(text: &[u8]) -> HeadError {
         match parse(text, Vec::new()) {
             Parsed::Error(error) => error,
-            other => panic!("expected an error for {:?}, got {other:?}", String::from_utf8_lossy(text)),
+            other => panic!(
+                "expected an error for {:?}, got {other:?}",
+                String::from_utf8_lossy(text)
+            ),
         }
     }
 
@@ -386,7 +398,9 @@ mod tests {
         let head = complete(b"POST / HTTP/1.1\r\nContent-Length: 12\r\nConnection: Close\r\n\r\n");
         assert_eq!(head.body, BodyKind::Length(12));
         assert!(!head.keep_alive);
-        let head = complete(b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\nExpect: 100-continue\r\n\r\n");
+        let head = complete(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\nExpect: 100-continue\r\n\r\n",
+        );
         assert_eq!(head.body, BodyKind::Chunked);
         assert!(head.expects_continue);
         assert!(!complete(b"GET / HTTP/1.0\r\n\r\n").keep_alive);
@@ -400,14 +414,19 @@ mod tests {
         let text = b"GET http://example.com:8080/p%20q?a=b#frag HTTP/1.1\r\n\r\n";
         let head = complete(text);
         assert_eq!(slice(text, &head.query), b"a=b");
-        assert!(matches!(head.path, crate::request::PathInfo::Decoded(ref path) if &path[..] == b"/p q"));
+        assert!(
+            matches!(head.path, crate::request::PathInfo::Decoded(ref path) if &path[..] == b"/p q")
+        );
         let text = b"OPTIONS * HTTP/1.1\r\n\r\n";
         assert_eq!(slice(text, &complete(text).uri), b"*");
     }
 
     #[test]
     fn waits_for_the_rest_of_a_head() {
-        assert!(matches!(parse(b"GET / HTTP/1.1\r\nHost: x", Vec::new()), Parsed::Partial));
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nHost: x", Vec::new()),
+            Parsed::Partial
+        ));
         assert!(matches!(parse(b"GE", Vec::new()), Parsed::Partial));
     }
 
@@ -432,12 +451,25 @@ mod tests {
             b"GET http:///x HTTP/1.1\r\n\r\n",
             b"GET /a b HTTP/1.1\r\n\r\n",
         ] {
-            assert!(matches!(error(text), HeadError::Invalid(_)), "{:?}", String::from_utf8_lossy(text));
+            assert!(
+                matches!(error(text), HeadError::Invalid(_)),
+                "{:?}",
+                String::from_utf8_lossy(text)
+            );
         }
         assert_eq!(error(b"GET / HTTP/2.0\r\n\r\n"), HeadError::Version);
-        assert_eq!(error(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), HeadError::Coding);
-        assert_eq!(error(b"PUT / HTTP/1.1\r\nExpect: magic\r\n\r\n"), HeadError::Expectation);
-        assert_eq!(error(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n"), HeadError::Connect);
+        assert_eq!(
+            error(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            HeadError::Coding
+        );
+        assert_eq!(
+            error(b"PUT / HTTP/1.1\r\nExpect: magic\r\n\r\n"),
+            HeadError::Expectation
+        );
+        assert_eq!(
+            error(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n"),
+            HeadError::Connect
+        );
     }
 
     #[test]

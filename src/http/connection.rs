@@ -6,9 +6,9 @@
 
 use bytes::BytesMut;
 
-use crate::chunked::{Chunk, ChunkError, ChunkedDecoder};
 use super::codec::{self, BodyKind, Parsed};
 use crate::body_reader::{BodyDecoder, Framing, Piece};
+use crate::chunked::{Chunk, ChunkError, ChunkedDecoder};
 use crate::connection::{Cut, Incoming, Parse, Protocol};
 use crate::request::{Field, Protocol as Version, RequestHead};
 use crate::response::encode::Exchange;

@@ -26,7 +26,10 @@ async fn write_all_parts<S: AsyncWrite + Unpin>(
         .collect();
     let mut first = 0;
     while first < slices.len() {
-        let io: Vec<IoSlice<'_>> = slices[first..].iter().map(|part| IoSlice::new(part)).collect();
+        let io: Vec<IoSlice<'_>> = slices[first..]
+            .iter()
+            .map(|part| IoSlice::new(part))
+            .collect();
         let mut written = stream.write_vectored(&io).await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());

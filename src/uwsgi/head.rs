@@ -80,7 +80,8 @@ pub(crate) fn request_head(vars: &Vars, modifier1: u8) -> RequestHead {
             _ => Protocol::Other(range),
         },
     };
-    let value = |key: &[u8]| last(key).map(|range| &bytes[range.start as usize..range.end as usize]);
+    let value =
+        |key: &[u8]| last(key).map(|range| &bytes[range.start as usize..range.end as usize]);
     let https = value(b"HTTPS").is_some_and(https_on)
         || value(b"UWSGI_SCHEME").is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"https"))
         || value(b"REQUEST_SCHEME").is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"https"));
@@ -155,7 +156,10 @@ mod tests {
         assert_eq!(head.query(), b"x=1");
         assert!(head.https && head.from_proxy);
         let cgi: Vec<_> = head.cgi().collect();
-        assert_eq!(cgi, vec![(&b"HTTP_HOST"[..], &b"example.com"[..]), (b"HTTPS", b"on")]);
+        assert_eq!(
+            cgi,
+            vec![(&b"HTTP_HOST"[..], &b"example.com"[..]), (b"HTTPS", b"on")]
+        );
     }
 
     #[test]
@@ -165,7 +169,10 @@ mod tests {
         assert_eq!(stripped.script_name(), b"/app");
         assert_eq!(stripped.path(), b"/x");
         assert_eq!(head(0, pairs).path(), b"/app/x");
-        let other = head(30, &[(b"SCRIPT_NAME", b"/app"), (b"PATH_INFO", b"/application")]);
+        let other = head(
+            30,
+            &[(b"SCRIPT_NAME", b"/app"), (b"PATH_INFO", b"/application")],
+        );
         assert_eq!(other.path(), b"/application");
     }
 

@@ -37,46 +37,44 @@ pub(crate) fn build<'py>(
             environ.set_item(keys::var_key(py, name)?, latin1_str(py, value)?)?;
         }
         environ
+    } else if cache.first_request() {
+        let strings = PeerStrings::new(py, request);
+        let environ = template.direct.bind(py).copy()?;
+        set_request_line(py, &environ, head)?;
+        set_remote(py, &environ, &strings)?;
+        set_server_keys(py, &environ, head.header(b"host"), &strings)?;
+        set_headers(py, &environ, head, None)?;
+        environ
     } else {
-        if cache.first_request() {
-            let strings = PeerStrings::new(py, request);
-            let environ = template.direct.bind(py).copy()?;
-            set_request_line(py, &environ, head)?;
-            set_remote(py, &environ, &strings)?;
-            set_server_keys(py, &environ, head.header(b"host"), &strings)?;
-            set_headers(py, &environ, head, None)?;
-            environ
-        } else {
-            if cache.template.is_none() {
-                let peer = cache.peer(py, request);
-                let environ = template.direct.bind(py).copy()?;
-                set_remote(py, &environ, peer)?;
-                let host = head.header(b"host");
-                set_server_keys(py, &environ, host, peer)?;
-                cache.template = Some(ConnectionTemplate {
-                    environ: environ.unbind(),
-                    host: host.map(bytes::Bytes::copy_from_slice),
-                    recent: RecentFields::default(),
-                });
-            }
+        if cache.template.is_none() {
             let peer = cache.peer(py, request);
-            let peer = PeerRef {
-                local_addr: peer.local_addr.bind(py).clone(),
-                local_port: peer.local_port.bind(py).clone(),
-            };
-            let connection = cache
-                .template
-                .as_mut()
-                .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no connection template"))?;
-            let environ = connection.environ.bind(py).copy()?;
-            set_request_line(py, &environ, head)?;
+            let environ = template.direct.bind(py).copy()?;
+            set_remote(py, &environ, peer)?;
             let host = head.header(b"host");
-            if host != connection.host.as_deref() {
-                set_server_name(py, &environ, host, &peer)?;
-            }
-            set_headers(py, &environ, head, Some(&mut connection.recent))?;
-            environ
+            set_server_keys(py, &environ, host, peer)?;
+            cache.template = Some(ConnectionTemplate {
+                environ: environ.unbind(),
+                host: host.map(bytes::Bytes::copy_from_slice),
+                recent: RecentFields::default(),
+            });
         }
+        let peer = cache.peer(py, request);
+        let peer = PeerRef {
+            local_addr: peer.local_addr.bind(py).clone(),
+            local_port: peer.local_port.bind(py).clone(),
+        };
+        let connection = cache
+            .template
+            .as_mut()
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no connection template"))?;
+        let environ = connection.environ.bind(py).copy()?;
+        set_request_line(py, &environ, head)?;
+        let host = head.header(b"host");
+        if host != connection.host.as_deref() {
+            set_server_name(py, &environ, host, &peer)?;
+        }
+        set_headers(py, &environ, head, Some(&mut connection.recent))?;
+        environ
     };
     if request.counted_length {
         environ.set_item(

@@ -149,7 +149,8 @@ pub(crate) struct ConnectionCache {
 impl ConnectionCache {
     /// The address strings, made on first use.
     pub(crate) fn peer(&mut self, py: Python<'_>, request: &Request) -> &PeerStrings {
-        self.peer.get_or_insert_with(|| PeerStrings::new(py, request))
+        self.peer
+            .get_or_insert_with(|| PeerStrings::new(py, request))
     }
 
     /// Count a request; true for the first one, whose strings are not kept.
@@ -157,7 +158,6 @@ impl ConnectionCache {
         self.requests = self.requests.saturating_add(1);
         self.requests == 1
     }
-
 }
 
 /// Set the address keys of a directly served request.
