@@ -4,7 +4,6 @@
 mod body;
 mod body_reader;
 mod capacity;
-mod chunked;
 mod clock;
 mod config;
 mod connection;

@@ -5,9 +5,9 @@
 //! chunked responses only to HTTP/1.1 clients.
 
 use bytes::BytesMut;
+use rwsgi_codec::chunked::{Chunk, ChunkError, ChunkedDecoder};
+use rwsgi_codec::http::{self as codec, BodyKind, Parsed};
 
-use crate::chunked::{Chunk, ChunkError, ChunkedDecoder};
-use super::codec::{self, BodyKind, Parsed};
 use crate::body_reader::{BodyDecoder, Framing, Piece};
 use crate::connection::{Cut, Incoming, Parse, Protocol};
 use crate::request::{Field, Protocol as Version, RequestHead};

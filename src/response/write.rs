@@ -5,10 +5,10 @@
 use std::io::IoSlice;
 
 use bytes::BytesMut;
+use rwsgi_codec::chunked::{push_chunk_head, LAST_CHUNK};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::encode::{Encoded, Framing};
-use crate::chunked::{push_chunk_head, LAST_CHUNK};
 use crate::log;
 
 /// A connection keeps its head buffer for the next response up to this size.
@@ -26,7 +26,10 @@ async fn write_all_parts<S: AsyncWrite + Unpin>(
         .collect();
     let mut first = 0;
     while first < slices.len() {
-        let io: Vec<IoSlice<'_>> = slices[first..].iter().map(|part| IoSlice::new(part)).collect();
+        let io: Vec<IoSlice<'_>> = slices[first..]
+            .iter()
+            .map(|part| IoSlice::new(part))
+            .collect();
         let mut written = stream.write_vectored(&io).await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());

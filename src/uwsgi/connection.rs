@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::StatusCode;
+use rwsgi_codec::uwsgi::head::request_head;
+use rwsgi_codec::uwsgi::packet::{PacketHeader, Vars, HEADER_LEN};
 
-use super::codec::{PacketHeader, Vars, HEADER_LEN};
-use super::head::request_head;
+use crate::body::RequestBody;
 use crate::body_reader::{Framing, NoDecoder};
 use crate::config::Network;
 use crate::connection::{self, Cut, Incoming, Parse, Protocol};
-use crate::body::RequestBody;
 use crate::log;
 use crate::request::{Peer, Protocol as Version, Request, RequestHead};
 use crate::response::encode::{encode, Exchange};
@@ -235,7 +235,10 @@ fn complete_packet(received: &Bytes, shared: &Shared) -> Option<(Vars, PacketHea
     }
     let vars = Vars::parse(received.slice(HEADER_LEN..end)).ok()?;
     let length = content_length(&vars).ok()?;
-    let limit = shared.config.max_body_size.min(shared.config.post_buffering);
+    let limit = shared
+        .config
+        .max_body_size
+        .min(shared.config.post_buffering);
     if length > limit || (received.len() - end) as u64 != length {
         return None;
     }

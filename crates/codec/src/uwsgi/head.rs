@@ -9,8 +9,8 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use super::codec::{Vars, MODIFIER_STRIP_SCRIPT_NAME};
-use crate::request::{path_info, split_target, Field, PathInfo, Protocol, RequestHead, Span};
+use super::packet::{Vars, MODIFIER_STRIP_SCRIPT_NAME};
+use crate::head::{path_info, split_target, Field, PathInfo, Protocol, RequestHead, Span};
 
 /// Variables the head takes apart; the environ gets them from the head.
 const REQUEST_LINE_KEYS: [&[u8]; 6] = [
@@ -32,7 +32,7 @@ fn https_on(value: &[u8]) -> bool {
 }
 
 /// The head of a request whose vars block is `vars`.
-pub(crate) fn request_head(vars: &Vars, modifier1: u8) -> RequestHead {
+pub fn request_head(vars: &Vars, modifier1: u8) -> RequestHead {
     let bytes = vars.block().clone();
     let last = |key: &[u8]| {
         vars.pairs()
@@ -80,7 +80,8 @@ pub(crate) fn request_head(vars: &Vars, modifier1: u8) -> RequestHead {
             _ => Protocol::Other(range),
         },
     };
-    let value = |key: &[u8]| last(key).map(|range| &bytes[range.start as usize..range.end as usize]);
+    let value =
+        |key: &[u8]| last(key).map(|range| &bytes[range.start as usize..range.end as usize]);
     let https = value(b"HTTPS").is_some_and(https_on)
         || value(b"UWSGI_SCHEME").is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"https"))
         || value(b"REQUEST_SCHEME").is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"https"));
@@ -127,10 +128,10 @@ fn strip_prefix(bytes: &Bytes, path: PathInfo, script: &[u8]) -> PathInfo {
 #[cfg(test)]
 mod tests {
     use super::request_head;
-    use crate::uwsgi::codec::{encode, Vars, HEADER_LEN};
+    use crate::uwsgi::packet::{encode, Vars, HEADER_LEN};
     use bytes::Bytes;
 
-    fn head(modifier1: u8, pairs: &[(&[u8], &[u8])]) -> crate::request::RequestHead {
+    fn head(modifier1: u8, pairs: &[(&[u8], &[u8])]) -> crate::head::RequestHead {
         let packet = encode(modifier1, pairs);
         let vars = Vars::parse(Bytes::copy_from_slice(&packet[HEADER_LEN..])).expect("vars");
         request_head(&vars, modifier1)
@@ -155,7 +156,10 @@ mod tests {
         assert_eq!(head.query(), b"x=1");
         assert!(head.https && head.from_proxy);
         let cgi: Vec<_> = head.cgi().collect();
-        assert_eq!(cgi, vec![(&b"HTTP_HOST"[..], &b"example.com"[..]), (b"HTTPS", b"on")]);
+        assert_eq!(
+            cgi,
+            vec![(&b"HTTP_HOST"[..], &b"example.com"[..]), (b"HTTPS", b"on")]
+        );
     }
 
     #[test]
@@ -165,7 +169,10 @@ mod tests {
         assert_eq!(stripped.script_name(), b"/app");
         assert_eq!(stripped.path(), b"/x");
         assert_eq!(head(0, pairs).path(), b"/app/x");
-        let other = head(30, &[(b"SCRIPT_NAME", b"/app"), (b"PATH_INFO", b"/application")]);
+        let other = head(
+            30,
+            &[(b"SCRIPT_NAME", b"/app"), (b"PATH_INFO", b"/application")],
+        );
         assert_eq!(other.path(), b"/application");
     }
 
