@@ -146,7 +146,9 @@ where
                 }
             }
             loop {
-                let take = usize::try_from(left).unwrap_or(usize::MAX).min(buffer.len());
+                let take = usize::try_from(left)
+                    .unwrap_or(usize::MAX)
+                    .min(buffer.len());
                 if take > 0 {
                     sink.push(buffer.split_to(take).freeze())
                         .map_err(BodyError::Spool)?;
@@ -188,10 +190,7 @@ async fn send_continue<S: AsyncWrite + Unpin>(
     line: &mut Option<&'static [u8]>,
 ) -> Result<(), BodyError> {
     if let Some(bytes) = line.take() {
-        stream
-            .write_all(bytes)
-            .await
-            .map_err(|_| BodyError::Gone)?;
+        stream.write_all(bytes).await.map_err(|_| BodyError::Gone)?;
     }
     Ok(())
 }

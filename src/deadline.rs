@@ -20,15 +20,16 @@ pub(crate) async fn within<F: Future>(limit: Duration, step: F) -> Result<F::Out
     if limit.is_zero() {
         Ok(step.await)
     } else {
-        tokio::time::timeout(limit, step).await.map_err(|_| TimedOut)
+        tokio::time::timeout(limit, step)
+            .await
+            .map_err(|_| TimedOut)
     }
 }
 
 /// The coarse-clock millisecond `limit` from now; `None` for a zero limit.
 pub(crate) fn after_ms(limit: Duration) -> Option<u64> {
-    (!limit.is_zero()).then(|| {
-        clock::monotonic_ms() + u64::try_from(limit.as_millis()).unwrap_or(u64::MAX / 4)
-    })
+    (!limit.is_zero())
+        .then(|| clock::monotonic_ms() + u64::try_from(limit.as_millis()).unwrap_or(u64::MAX / 4))
 }
 
 /// A deadline's timer, armed once per connection and moved only when it

@@ -113,7 +113,9 @@ fn push_decimal(out: &mut BytesMut, value: u64) {
 enum HeaderRole {
     Pass,
     /// Framing or connection management: ours, never forwarded.
-    HopByHop { close: bool },
+    HopByHop {
+        close: bool,
+    },
     ContentLength,
     Date,
 }
@@ -131,7 +133,10 @@ fn role(name: &HeaderName, value: &[u8]) -> HeaderRole {
         2 | 7 | 8 | 10 | 16 | 17
             if matches!(
                 text,
-                "te" | "upgrade" | "trailer" | "keep-alive" | "proxy-connection"
+                "te" | "upgrade"
+                    | "trailer"
+                    | "keep-alive"
+                    | "proxy-connection"
                     | "transfer-encoding"
             ) =>
         {
@@ -356,7 +361,10 @@ mod tests {
         let head = text(&encoded);
         assert_eq!(head.matches("transfer-encoding").count(), 1, "{head}");
         assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
-        assert!(!head.contains("keep-alive") && !head.contains("upgrade"), "{head}");
+        assert!(
+            !head.contains("keep-alive") && !head.contains("upgrade"),
+            "{head}"
+        );
         let closes = with(response(b"x"), "connection", "Keep-Alive, close");
         let encoded = encode(closes, CLIENT, BytesMut::new());
         assert!(!encoded.keep_alive);

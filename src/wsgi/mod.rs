@@ -253,7 +253,9 @@ fn file_body(
     Some(ResponseBody::File(Box::new(FileBody::new(
         file,
         remaining,
-        Some(Box::new(CloseOnDrop::new(wrapper.clone().into_any().unbind()))),
+        Some(Box::new(CloseOnDrop::new(
+            wrapper.clone().into_any().unbind(),
+        ))),
     ))))
 }
 

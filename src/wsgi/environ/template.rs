@@ -148,7 +148,8 @@ pub(crate) struct ConnectionCache {
 impl ConnectionCache {
     /// The address strings, made on first use.
     pub(crate) fn peer(&mut self, py: Python<'_>, request: &Request) -> &PeerStrings {
-        self.peer.get_or_insert_with(|| PeerStrings::new(py, request))
+        self.peer
+            .get_or_insert_with(|| PeerStrings::new(py, request))
     }
 
     /// Count a request; true from the second on, when a template pays off.
@@ -156,7 +157,6 @@ impl ConnectionCache {
         self.requests = self.requests.saturating_add(1);
         self.requests >= 2 && self.template.is_none()
     }
-
 }
 
 /// Set the address keys of a directly served request.
