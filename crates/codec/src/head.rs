@@ -15,7 +15,7 @@ use bytes::Bytes;
 pub type Span = Range<u32>;
 
 /// A name and a value, as spans.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Field {
     /// The name as sent (HTTP) or the variable's key (uwsgi).
     pub name: Span,
@@ -35,7 +35,7 @@ pub enum Protocol {
 }
 
 /// PATH_INFO: a span of the head when it needed no decoding, else its own bytes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PathInfo {
     /// The raw path had no `%` escape: it is PATH_INFO as it stands.
     Span(Span),

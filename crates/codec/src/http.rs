@@ -37,7 +37,7 @@ pub enum BodyKind {
 }
 
 /// A complete, valid head, as spans into the bytes it was parsed from.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct ParsedHead {
     /// Bytes of the buffer the head takes.
     pub length: usize,
@@ -114,7 +114,7 @@ impl std::fmt::Display for HeadError {
 }
 
 /// What the front of the buffer is.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Parsed {
     /// A whole head; the body or the next request starts at its `length`.
     Complete(ParsedHead),
