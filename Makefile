@@ -12,12 +12,12 @@ build:  ## release wheel into target/wheels
 	.venv/bin/maturin build --release
 
 format:  ## rewrite Rust and Python sources in place
-	cargo fmt
+	cargo fmt --all
 	.venv/bin/ruff format python tests benches examples
 
 lint:  ## the checks CI runs
-	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
 	.venv/bin/ruff check python tests benches examples
 
 test:  ## the whole suite (what .ci/run runs)

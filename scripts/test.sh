@@ -24,13 +24,13 @@ fi
 .venv/bin/pip install -q --disable-pip-version-check maturin pytest pytest-timeout ruff mypy
 
 echo "== format and lint"
-cargo fmt --check
-cargo clippy --all-targets --quiet -- -D warnings
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 .venv/bin/ruff format --check .
 .venv/bin/ruff check .
 
 echo "== Rust unit tests"
-cargo test --quiet
+cargo test --workspace --quiet
 
 echo "== build and install the wheel"
 .venv/bin/pip install -q --disable-pip-version-check --force-reinstall --no-deps .

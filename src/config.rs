@@ -10,11 +10,6 @@ use pyo3::types::PyDict;
 
 use crate::error::{Error, Result};
 
-/// Largest request head (request line plus headers) accepted; more gets 431.
-pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Most header fields accepted in one request; more gets 431.
-pub(crate) const MAX_HEADERS: usize = 100;
-
 /// What a listener speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ListenerProtocol {

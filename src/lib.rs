@@ -5,7 +5,6 @@ mod board;
 mod body;
 mod body_reader;
 mod capacity;
-mod chunked;
 mod clock;
 mod config;
 mod connection;

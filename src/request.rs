@@ -1,15 +1,12 @@
-//! The protocol-neutral request every listener produces for the WSGI bridge.
-//!
-//! Each protocol converts at its edge: the HTTP codec from a request line and
-//! header fields, the uwsgi codec from the vars block a proxy sent. What the
-//! environ needs is here in one shape, as byte ranges into the bytes the head
-//! arrived in, so nothing is copied until the environ is built. Nothing in
-//! this module knows which protocol made a head.
+//! The protocol-neutral request every listener hands the WSGI bridge: the
+//! head a codec made (`rwsgi_codec::head`, re-exported here because a
+//! request is where the rest of the server meets it), the body read before
+//! Python runs, and who sent it. Nothing in this module knows which protocol
+//! made a request.
 
 use std::net::SocketAddr;
-use std::ops::Range;
 
-use bytes::Bytes;
+pub(crate) use rwsgi_codec::head::{Field, Protocol, RequestHead};
 
 use crate::body::RequestBody;
 
@@ -30,165 +27,6 @@ impl std::fmt::Display for Peer {
     }
 }
 
-/// A part of a head: a byte range into its bytes.
-pub(crate) type Span = Range<u32>;
-
-/// A name and a value, as spans.
-#[derive(Clone, Debug)]
-pub(crate) struct Field {
-    pub name: Span,
-    pub value: Span,
-}
-
-/// The protocol version the client spoke, for SERVER_PROTOCOL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Protocol {
-    Http10,
-    Http11,
-    /// Whatever a proxy reported (uwsgi's SERVER_PROTOCOL, e.g. `HTTP/2.0`).
-    Other(Span),
-}
-
-/// PATH_INFO: a span of the head when it needed no decoding, else its own bytes.
-#[derive(Clone, Debug)]
-pub(crate) enum PathInfo {
-    Span(Span),
-    Decoded(Bytes),
-}
-
-/// Everything about a request except its body.
-#[derive(Debug)]
-pub(crate) struct RequestHead {
-    /// What the spans point into.
-    pub bytes: Bytes,
-    pub method: Span,
-    /// The target as sent: REQUEST_URI and RAW_URI.
-    pub uri: Span,
-    pub path: PathInfo,
-    pub query: Span,
-    pub protocol: Protocol,
-    /// The mount prefix a proxy reported (uwsgi); empty for HTTP.
-    pub script_name: Span,
-    /// Header fields as the client named them, in order (HTTP). They become
-    /// `HTTP_*` keys, CONTENT_TYPE and CONTENT_LENGTH.
-    pub fields: Vec<Field>,
-    /// CGI variables a proxy already made (uwsgi), set in the environ as they
-    /// are, after everything else.
-    pub cgi: Vec<Field>,
-    /// The client's connection was encrypted (a proxy said so).
-    pub https: bool,
-    /// A proxy made the CGI variables (REMOTE_*, SERVER_*...): the
-    /// connection's own addresses are not the client's.
-    pub from_proxy: bool,
-}
-
-impl RequestHead {
-    /// The bytes of a span.
-    pub(crate) fn slice(&self, span: &Span) -> &[u8] {
-        self.bytes
-            .get(span.start as usize..span.end as usize)
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn method(&self) -> &[u8] {
-        self.slice(&self.method)
-    }
-
-    pub(crate) fn uri(&self) -> &[u8] {
-        self.slice(&self.uri)
-    }
-
-    pub(crate) fn query(&self) -> &[u8] {
-        self.slice(&self.query)
-    }
-
-    pub(crate) fn script_name(&self) -> &[u8] {
-        self.slice(&self.script_name)
-    }
-
-    /// PATH_INFO, percent-decoded.
-    pub(crate) fn path(&self) -> &[u8] {
-        match &self.path {
-            PathInfo::Span(span) => self.slice(span),
-            PathInfo::Decoded(bytes) => bytes,
-        }
-    }
-
-    /// How many header fields there are.
-    pub(crate) fn field_count(&self) -> usize {
-        self.fields.len()
-    }
-
-    /// The `index`th header field (name, value).
-    pub(crate) fn field(&self, index: usize) -> (&[u8], &[u8]) {
-        let field = &self.fields[index];
-        (self.slice(&field.name), self.slice(&field.value))
-    }
-
-    /// The first value of a header, by case-insensitive name.
-    pub(crate) fn header(&self, name: &[u8]) -> Option<&[u8]> {
-        self.fields
-            .iter()
-            .map(|field| (self.slice(&field.name), self.slice(&field.value)))
-            .find(|(field, _)| field.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value)
-    }
-
-    /// The proxy's CGI variables (name, value), in order.
-    pub(crate) fn cgi(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.cgi
-            .iter()
-            .map(|field| (self.slice(&field.name), self.slice(&field.value)))
-    }
-
-    /// Give back the field list's storage for the next parse.
-    pub(crate) fn into_fields(self) -> Vec<Field> {
-        self.fields
-    }
-
-    /// `METHOD target`, for log lines.
-    pub(crate) fn describe(&self) -> String {
-        format!(
-            "{} {}",
-            String::from_utf8_lossy(self.method()),
-            String::from_utf8_lossy(self.uri())
-        )
-    }
-}
-
-/// The span of `part` inside `base` (`part` must be a subslice of `base`).
-pub(crate) fn span_of(base: &[u8], part: &[u8]) -> Span {
-    let start = (part.as_ptr() as usize).saturating_sub(base.as_ptr() as usize);
-    debug_assert!(start + part.len() <= base.len());
-    start as u32..(start + part.len()) as u32
-}
-
-/// Split a target span into its path and query spans (the query without `?`).
-pub(crate) fn split_target(bytes: &[u8], target: &Span) -> (Span, Span) {
-    let text = bytes
-        .get(target.start as usize..target.end as usize)
-        .unwrap_or_default();
-    match text.iter().position(|&byte| byte == b'?') {
-        Some(at) => {
-            let at = target.start + at as u32;
-            (target.start..at, at + 1..target.end)
-        }
-        None => (target.clone(), target.end..target.end),
-    }
-}
-
-/// PATH_INFO for a raw path span: the span itself unless it has escapes.
-pub(crate) fn path_info(bytes: &[u8], path: Span) -> PathInfo {
-    let raw = bytes
-        .get(path.start as usize..path.end as usize)
-        .unwrap_or_default();
-    if raw.contains(&b'%') {
-        PathInfo::Decoded(Bytes::from(percent_decode(raw)))
-    } else {
-        PathInfo::Span(path)
-    }
-}
-
 /// One request, ready for the app.
 pub(crate) struct Request {
     pub head: RequestHead,
@@ -199,55 +37,4 @@ pub(crate) struct Request {
     pub peer: Peer,
     /// The listener's address (TCP), for SERVER_NAME/SERVER_PORT when no Host is sent.
     pub local: Option<SocketAddr>,
-}
-
-/// Decode `%XX` escapes into raw bytes; a malformed escape is kept as written,
-/// as `CPython`'s `urllib.parse.unquote_to_bytes` does.
-pub(crate) fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut index = 0;
-    while index < input.len() {
-        let byte = input[index];
-        if byte == b'%' && index + 2 < input.len() {
-            if let (Some(high), Some(low)) = (hex(input[index + 1]), hex(input[index + 2])) {
-                out.push(high << 4 | low);
-                index += 3;
-                continue;
-            }
-        }
-        out.push(byte);
-        index += 1;
-    }
-    out
-}
-
-fn hex(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{percent_decode, split_target};
-
-    #[test]
-    fn decodes_escapes_and_keeps_broken_ones() {
-        assert_eq!(percent_decode(b"/a%20b"), b"/a b");
-        assert_eq!(percent_decode(b"/%e9t%C3%A9"), b"/\xe9t\xc3\xa9");
-        assert_eq!(percent_decode(b"/100%"), b"/100%");
-        assert_eq!(percent_decode(b"/%4"), b"/%4");
-        assert_eq!(percent_decode(b"/%zz%41"), b"/%zzA");
-        assert_eq!(percent_decode(b"%2F"), b"/");
-    }
-
-    #[test]
-    fn splits_path_and_query() {
-        let bytes = b"GET /a/b?x=1&y HTTP/1.1";
-        assert_eq!(split_target(bytes, &(4..14)), (4..8, 9..14));
-        assert_eq!(split_target(bytes, &(4..8)), (4..8, 8..8));
-    }
 }

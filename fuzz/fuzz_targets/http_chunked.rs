@@ -1,17 +1,12 @@
-//! Arbitrary bytes as a chunked request body (`src/chunked/mod.rs`): the
+//! Arbitrary bytes as a chunked request body (`rwsgi_codec::chunked`): the
 //! decoder never panics, answers the same however the bytes are split into
 //! reads, and what it decodes survives a round trip through our encoder.
 //! The first input byte seeds the read sizes; the rest is the body.
 #![no_main]
-#![allow(dead_code)]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-
-#[path = "../../src/chunked/mod.rs"]
-mod chunked;
-
-use chunked::{push_chunk_head, Chunk, ChunkError, ChunkedDecoder, LAST_CHUNK};
+use rwsgi_codec::chunked::{push_chunk_head, Chunk, ChunkError, ChunkedDecoder, LAST_CHUNK};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Status {
@@ -63,7 +58,11 @@ fn feed<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Outcome {
         assert_eq!(input.len(), before, "a call after End consumed bytes");
     }
     if let Status::Failed(error) = status {
-        assert_eq!(decoder.decode(&mut input), Err(error), "errors are not sticky");
+        assert_eq!(
+            decoder.decode(&mut input),
+            Err(error),
+            "errors are not sticky"
+        );
     }
     Outcome { data, status, rest }
 }
@@ -104,7 +103,10 @@ fuzz_target!(|input: &[u8]| {
     let whole = feed([body]);
     match whole.status {
         Status::Failed(error) => {
-            assert!(error.offset() < body.len() as u64, "{error:?} past the input");
+            assert!(
+                error.offset() < body.len() as u64,
+                "{error:?} past the input"
+            );
             assert!(!error.to_string().is_empty());
         }
         Status::End => {
@@ -124,7 +126,11 @@ fuzz_target!(|input: &[u8]| {
     let piece = usize::from(seed).max(1);
     for encoded in [encode(&whole.data, usize::MAX), encode(&whole.data, piece)] {
         let again = feed([&encoded[..]]);
-        assert_eq!(again.status, Status::End, "our own encoding does not decode");
+        assert_eq!(
+            again.status,
+            Status::End,
+            "our own encoding does not decode"
+        );
         assert_eq!(again.data, whole.data, "the round trip changed the data");
         assert!(again.rest.is_empty());
     }

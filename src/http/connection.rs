@@ -5,10 +5,10 @@
 //! chunked responses only to HTTP/1.1 clients.
 
 use bytes::BytesMut;
+use rwsgi_codec::chunked::{Chunk, ChunkError, ChunkedDecoder};
+use rwsgi_codec::http::{self as codec, BodyKind, Parsed};
 
-use super::codec::{self, BodyKind, Parsed};
 use crate::body_reader::{BodyDecoder, Framing, Piece};
-use crate::chunked::{Chunk, ChunkError, ChunkedDecoder};
 use crate::connection::{Cut, Incoming, Parse, Protocol};
 use crate::request::{Field, Protocol as Version, RequestHead};
 use crate::response::encode::Exchange;

@@ -5,10 +5,10 @@
 use std::io::IoSlice;
 
 use bytes::BytesMut;
+use rwsgi_codec::chunked::{push_chunk_head, LAST_CHUNK};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::encode::{Encoded, Framing};
-use crate::chunked::{push_chunk_head, LAST_CHUNK};
 use crate::log;
 
 /// A connection keeps its head buffer for the next response up to this size.

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::StatusCode;
+use rwsgi_codec::uwsgi::head::request_head;
+use rwsgi_codec::uwsgi::packet::{PacketHeader, Vars, HEADER_LEN};
 
-use super::codec::{PacketHeader, Vars, HEADER_LEN};
-use super::head::request_head;
 use crate::body::RequestBody;
 use crate::body_reader::{Framing, NoDecoder};
 use crate::config::Network;

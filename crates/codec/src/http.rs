@@ -1,50 +1,72 @@
-//! The HTTP/1.1 request head, parsed strictly (RFC 9110/9112) into the
-//! protocol-neutral `RequestHead`, with what the connection needs to know:
+//! The HTTP/1.1 request head, parsed strictly (RFC 9110/9112) into the spans
+//! of the neutral [`RequestHead`](crate::head::RequestHead), with what the
+//! connection needs to know:
 //! how the body is framed, whether the connection goes on, `100-continue`.
 //!
 //! Parsing is httparse (hyper's parser) with its strict defaults; this module
 //! adds the rules httparse leaves to its user: one Host, request-target
 //! forms matched to their methods, Content-Length and Transfer-Encoding
 //! agreement, HTTP/1.0 keep-alive. Every error is a status and never reaches
-//! the app. Pure: no I/O, no interpreter.
+//! the app. The head's size limits are this codec's own ([`MAX_HEAD_BYTES`],
+//! [`MAX_HEADERS`]): no option changes them. Pure: no I/O, no interpreter;
+//! reading the socket, the body and the answer are the server's job.
 
 use std::mem::MaybeUninit;
 
 use http::StatusCode;
 
-use crate::config::{MAX_HEADERS, MAX_HEAD_BYTES};
-use crate::request::{path_info, span_of, split_target, Field, PathInfo, Protocol, Span};
+use crate::head::{path_info, span_of, split_target, Field, PathInfo, Protocol, Span};
+
+/// Largest request head (request line plus header fields) accepted; more is
+/// [`HeadError::TooLarge`] (431). It bounds what a connection buffers before
+/// it knows what the request is.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most header fields accepted in one request; more is
+/// [`HeadError::TooLarge`] (431). httparse's field slots live on the stack.
+pub const MAX_HEADERS: usize = 100;
 
 /// How the request body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BodyKind {
+pub enum BodyKind {
+    /// No body: neither Content-Length nor Transfer-Encoding, or a length of 0.
     None,
+    /// Content-Length bytes follow the head.
     Length(u64),
+    /// The chunked coding, for [`crate::chunked::ChunkedDecoder`].
     Chunked,
 }
 
 /// A complete, valid head, as spans into the bytes it was parsed from.
-#[derive(Debug)]
-pub(crate) struct ParsedHead {
+#[derive(Debug, PartialEq, Eq)]
+pub struct ParsedHead {
     /// Bytes of the buffer the head takes.
     pub length: usize,
+    /// The method, as sent.
     pub method: Span,
+    /// The request target without a fragment (REQUEST_URI).
     pub uri: Span,
+    /// PATH_INFO: the target's path, decoded; `/` for an absolute-form
+    /// target without one.
     pub path: PathInfo,
+    /// The target's query, without the `?`.
     pub query: Span,
+    /// HTTP/1.0 or HTTP/1.1.
     pub protocol: Protocol,
+    /// Every header field, in order, as the client named it.
     pub fields: Vec<Field>,
+    /// How the body is framed.
     pub body: BodyKind,
     /// The connection may serve another request after this one.
     pub keep_alive: bool,
     /// `Expect: 100-continue` from an HTTP/1.1 client.
     pub expects_continue: bool,
+    /// A HEAD request: the answer carries no body.
     pub is_head: bool,
 }
 
 /// Why a head is refused; each is one status.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum HeadError {
+pub enum HeadError {
     /// Malformed or ambiguous (400); says what.
     Invalid(&'static str),
     /// Over 64 KiB or 100 fields (431).
@@ -61,7 +83,8 @@ pub(crate) enum HeadError {
 
 impl HeadError {
     /// The answer the client gets.
-    pub(crate) fn status(&self) -> StatusCode {
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
         match self {
             Self::Invalid(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -77,7 +100,11 @@ impl std::fmt::Display for HeadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Invalid(what) => write!(f, "malformed request: {what}"),
-            Self::TooLarge => f.write_str("request head over 64 KiB or 100 fields"),
+            Self::TooLarge => write!(
+                f,
+                "request head over {} KiB or {MAX_HEADERS} fields",
+                MAX_HEAD_BYTES / 1024
+            ),
             Self::Version => f.write_str("HTTP version not supported"),
             Self::Coding => f.write_str("a transfer coding other than chunked"),
             Self::Expectation => f.write_str("an expectation other than 100-continue"),
@@ -87,11 +114,13 @@ impl std::fmt::Display for HeadError {
 }
 
 /// What the front of the buffer is.
-#[derive(Debug)]
-pub(crate) enum Parsed {
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// A whole head; the body or the next request starts at its `length`.
     Complete(ParsedHead),
     /// Not complete yet; read more.
     Partial,
+    /// Never a request: answer the status and close.
     Error(HeadError),
 }
 
@@ -145,6 +174,10 @@ fn target_parts(
     method: &[u8],
     target: Span,
 ) -> Result<(Span, PathInfo, Span), HeadError> {
+    if method == b"CONNECT" {
+        // Whatever its target: nothing here tunnels.
+        return Err(HeadError::Connect);
+    }
     let text = &buffer[target.start as usize..target.end as usize];
     // A fragment is not part of a request target: drop it.
     let target = match text.iter().position(|&byte| byte == b'#') {
@@ -284,7 +317,8 @@ fn read_semantics(headers: &[httparse::Header<'_>], http10: bool) -> Result<Sema
 
 /// Parse the start of `buffer`. `fields` is storage for the field list (a
 /// connection reuses it from request to request).
-pub(crate) fn parse(buffer: &[u8], mut fields: Vec<Field>) -> Parsed {
+#[must_use]
+pub fn parse(buffer: &[u8], mut fields: Vec<Field>) -> Parsed {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
     let length = match request.parse_with_uninit_headers(buffer, &mut slots) {
@@ -376,7 +410,7 @@ mod tests {
         }
     }
 
-    fn slice<'a>(text: &'a [u8], span: &crate::request::Span) -> &'a [u8] {
+    fn slice<'a>(text: &'a [u8], span: &crate::head::Span) -> &'a [u8] {
         &text[span.start as usize..span.end as usize]
     }
 
@@ -415,7 +449,7 @@ mod tests {
         let head = complete(text);
         assert_eq!(slice(text, &head.query), b"a=b");
         assert!(
-            matches!(head.path, crate::request::PathInfo::Decoded(ref path) if &path[..] == b"/p q")
+            matches!(head.path, crate::head::PathInfo::Decoded(ref path) if &path[..] == b"/p q")
         );
         let text = b"OPTIONS * HTTP/1.1\r\n\r\n";
         assert_eq!(slice(text, &complete(text).uri), b"*");
@@ -470,6 +504,7 @@ mod tests {
             error(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n"),
             HeadError::Connect
         );
+        assert_eq!(error(b"CONNECT /a/b HTTP/1.1\r\n\r\n"), HeadError::Connect);
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use super::codec::{Vars, MODIFIER_STRIP_SCRIPT_NAME};
-use crate::request::{path_info, split_target, Field, PathInfo, Protocol, RequestHead, Span};
+use super::packet::{Vars, MODIFIER_STRIP_SCRIPT_NAME};
+use crate::head::{path_info, split_target, Field, PathInfo, Protocol, RequestHead, Span};
 
 /// Variables the head takes apart; the environ gets them from the head.
 const REQUEST_LINE_KEYS: [&[u8]; 6] = [
@@ -32,7 +32,7 @@ fn https_on(value: &[u8]) -> bool {
 }
 
 /// The head of a request whose vars block is `vars`.
-pub(crate) fn request_head(vars: &Vars, modifier1: u8) -> RequestHead {
+pub fn request_head(vars: &Vars, modifier1: u8) -> RequestHead {
     let bytes = vars.block().clone();
     let last = |key: &[u8]| {
         vars.pairs()
@@ -128,10 +128,10 @@ fn strip_prefix(bytes: &Bytes, path: PathInfo, script: &[u8]) -> PathInfo {
 #[cfg(test)]
 mod tests {
     use super::request_head;
-    use crate::uwsgi::codec::{encode, Vars, HEADER_LEN};
+    use crate::uwsgi::packet::{encode, Vars, HEADER_LEN};
     use bytes::Bytes;
 
-    fn head(modifier1: u8, pairs: &[(&[u8], &[u8])]) -> crate::request::RequestHead {
+    fn head(modifier1: u8, pairs: &[(&[u8], &[u8])]) -> crate::head::RequestHead {
         let packet = encode(modifier1, pairs);
         let vars = Vars::parse(Bytes::copy_from_slice(&packet[HEADER_LEN..])).expect("vars");
         request_head(&vars, modifier1)

@@ -1,10 +1,11 @@
-//! The uwsgi wire protocol that nginx's `uwsgi_pass` speaks, as a pure parser.
+//! The uwsgi packet that nginx's `uwsgi_pass` sends, as a pure parser.
 //!
 //! A request is a 4-byte header — modifier1 (u8), datasize (u16 little-endian,
 //! the size of the vars block), modifier2 (u8) — then the vars block: pairs of
 //! (u16 LE key length, key, u16 LE value length, value), then CONTENT_LENGTH
 //! bytes of body. This module only decodes bytes it is given; reading them
-//! from a socket, with limits and timeouts, is `connection.rs`'s job.
+//! from a socket, with limits and timeouts, is the server's job, and making
+//! a request head of the vars is [`super::head`]'s.
 
 use std::fmt;
 use std::ops::Range;
@@ -12,25 +13,28 @@ use std::ops::Range;
 use bytes::Bytes;
 
 /// Size of the fixed packet header.
-pub(crate) const HEADER_LEN: usize = 4;
+pub const HEADER_LEN: usize = 4;
 
 /// modifier1 of a plain WSGI request.
-pub(crate) const MODIFIER_WSGI: u8 = 0;
+pub const MODIFIER_WSGI: u8 = 0;
 /// modifier1 nginx sends with `uwsgi_modifier1 30;`: SCRIPT_NAME is cut from PATH_INFO.
-pub(crate) const MODIFIER_STRIP_SCRIPT_NAME: u8 = 30;
+pub const MODIFIER_STRIP_SCRIPT_NAME: u8 = 30;
 
 /// The fixed header in front of every request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct PacketHeader {
+pub struct PacketHeader {
+    /// Which kind of request (0: WSGI, 30: WSGI with SCRIPT_NAME stripped).
     pub modifier1: u8,
     /// Size of the vars block that follows.
     pub datasize: u16,
+    /// A sub-kind; unused by WSGI requests.
     pub modifier2: u8,
 }
 
 impl PacketHeader {
     /// Decode the 4 header bytes (any 4 bytes are a header; meaning is checked later).
-    pub(crate) fn parse(bytes: [u8; HEADER_LEN]) -> Self {
+    #[must_use]
+    pub fn parse(bytes: [u8; HEADER_LEN]) -> Self {
         Self {
             modifier1: bytes[0],
             datasize: u16::from_le_bytes([bytes[1], bytes[2]]),
@@ -39,14 +43,15 @@ impl PacketHeader {
     }
 
     /// Whether rwsgi serves requests with this modifier1.
-    pub(crate) fn is_supported(self) -> bool {
+    #[must_use]
+    pub fn is_supported(self) -> bool {
         matches!(self.modifier1, MODIFIER_WSGI | MODIFIER_STRIP_SCRIPT_NAME)
     }
 }
 
 /// Why a vars block is malformed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum CodecError {
+pub enum CodecError {
     /// A key or value length field is cut off by the end of the block.
     TruncatedLength { offset: usize },
     /// A key or value runs past the end of the block.
@@ -78,7 +83,7 @@ impl std::error::Error for CodecError {}
 
 /// The decoded vars block; keys and values point into the one buffer received.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Vars {
+pub struct Vars {
     block: Bytes,
     pairs: Vec<(Range<usize>, Range<usize>)>,
 }
@@ -104,7 +109,7 @@ fn take(block: &[u8], offset: usize, length: usize) -> Result<Range<usize>, Code
 
 impl Vars {
     /// Decode a whole vars block.
-    pub(crate) fn parse(block: Bytes) -> Result<Self, CodecError> {
+    pub fn parse(block: Bytes) -> Result<Self, CodecError> {
         let mut pairs = Vec::with_capacity(24);
         let mut offset = 0;
         while offset < block.len() {
@@ -123,14 +128,14 @@ impl Vars {
     }
 
     /// Every (key, value) pair, in the order sent.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         self.pairs
             .iter()
             .map(|(key, value)| (&self.block[key.clone()], &self.block[value.clone()]))
     }
 
     /// The last value sent for `key` (a later `uwsgi_param` overrides an earlier one).
-    pub(crate) fn get(&self, key: &[u8]) -> Option<&[u8]> {
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
         self.iter()
             .filter(|(name, _)| *name == key)
             .map(|(_, value)| value)
@@ -138,15 +143,16 @@ impl Vars {
     }
 
     /// The block the pairs point into.
-    pub(crate) fn block(&self) -> &Bytes {
+    pub fn block(&self) -> &Bytes {
         &self.block
     }
 
     /// Each pair as (key, value) ranges of `block`, in the order sent.
-    pub(crate) fn pairs(&self) -> &[(Range<usize>, Range<usize>)] {
+    pub fn pairs(&self) -> &[(Range<usize>, Range<usize>)] {
         &self.pairs
     }
 
+    /// How many pairs were sent.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.pairs.len()

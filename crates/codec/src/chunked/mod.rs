@@ -3,7 +3,7 @@
 //! encoder writes. It only turns bytes it is given into body data and says
 //! where they went wrong; reading the socket, timeouts, `--max-body-size` and
 //! answering the 400 are the connection's job. It needs nothing but `std` and
-//! `bytes`, so the fuzz targets compile it by `#[path]`.
+//! `bytes`, and the fuzz target links it like any other user.
 //!
 //! Strict on purpose: request smuggling lives in the gaps between two
 //! parsers' readings of the same bytes, so whatever RFC 9112 does not allow —
@@ -28,21 +28,21 @@ use bytes::{Buf, Bytes, BytesMut};
 
 /// Longest chunk-size line accepted, extensions and CRLF included: enough for
 /// any real client, small enough that a line without an end costs nothing.
-pub(crate) const MAX_SIZE_LINE: usize = 4096;
+pub const MAX_SIZE_LINE: usize = 4096;
 /// Largest trailer section accepted (every field line and the final CRLF),
 /// the same bound as a request head's.
-pub(crate) const MAX_TRAILER_BYTES: usize = 64 * 1024;
+pub const MAX_TRAILER_BYTES: usize = crate::http::MAX_HEAD_BYTES;
 /// Most trailer fields accepted, the same bound as a request head's.
-pub(crate) const MAX_TRAILER_FIELDS: usize = 100;
+pub const MAX_TRAILER_FIELDS: usize = crate::http::MAX_HEADERS;
 /// 16 hex digits fill a u64, so no size can overflow.
 const MAX_SIZE_DIGITS: u32 = 16;
 
 /// The last chunk with no trailers, which ends every chunked response body.
-pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// Write the chunk-size line for `len` bytes of data (`{hex}\r\n`) into `out`,
 /// for the response encoder. `len` must not be 0: that line is the last chunk.
-pub(crate) fn push_chunk_head(out: &mut BytesMut, len: usize) {
+pub fn push_chunk_head(out: &mut BytesMut, len: usize) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     debug_assert!(len > 0, "a zero-size chunk is the last chunk");
     let mut digits = [0u8; (usize::BITS / 4) as usize];
@@ -63,7 +63,7 @@ pub(crate) fn push_chunk_head(out: &mut BytesMut, len: usize) {
 
 /// One step of decoding, so the caller can stream data and knows when to read.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Chunk {
+pub enum Chunk {
     /// Body data (never empty), split off the front of the input without a copy.
     Data(Bytes),
     /// The input holds no complete next piece: read more, then call again.
@@ -77,7 +77,7 @@ pub(crate) enum Chunk {
 /// `offset` is the offending byte's position in the chunked body (0 is the
 /// first byte after the request head), for the log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ChunkError {
+pub enum ChunkError {
     /// A byte that is no hex digit where the chunk size needs one (an empty
     /// size, a sign, `0x`, leading whitespace), or junk after the size
     /// (including whitespace with no extension after it).
@@ -106,8 +106,8 @@ pub(crate) enum ChunkError {
 
 impl ChunkError {
     /// Where in the chunked body the error is (the offending byte's offset).
-    #[cfg_attr(not(test), allow(dead_code))] // read by the tests and the fuzz target
-    pub(crate) fn offset(&self) -> u64 {
+    #[must_use]
+    pub fn offset(&self) -> u64 {
         match *self {
             Self::InvalidSize { offset, .. }
             | Self::SizeTooLarge { offset }
@@ -449,7 +449,7 @@ fn feed<T>(
 /// Incremental decoder of one chunked request body: the connection feeds it
 /// its read buffer as bytes arrive and streams out the data it returns.
 #[derive(Clone, Debug)]
-pub(crate) struct ChunkedDecoder {
+pub struct ChunkedDecoder {
     state: State,
     /// Bytes of the chunked body consumed so far.
     offset: u64,
@@ -464,7 +464,8 @@ impl Default for ChunkedDecoder {
 
 impl ChunkedDecoder {
     /// A decoder at the start of a body.
-    pub(crate) fn new() -> Self {
+    #[must_use]
+    pub fn new() -> Self {
         Self {
             state: State::SizeLine(SizeLine::new()),
             offset: 0,
@@ -477,7 +478,7 @@ impl ChunkedDecoder {
     /// for a whole chunk. On `NeedMore` the input is empty (a partial line has
     /// been absorbed), on `End` it holds what followed the body. After `End`
     /// or an error, every call answers the same and leaves the input alone.
-    pub(crate) fn decode(&mut self, input: &mut BytesMut) -> Result<Chunk, ChunkError> {
+    pub fn decode(&mut self, input: &mut BytesMut) -> Result<Chunk, ChunkError> {
         let result = self.step(input);
         if let Err(error) = result {
             self.state = State::Failed(error);
@@ -486,8 +487,8 @@ impl ChunkedDecoder {
     }
 
     /// Body bytes decoded so far, for the caller's `--max-body-size` check.
-    #[cfg_attr(not(test), allow(dead_code))] // read by the tests and the fuzz target
-    pub(crate) fn decoded(&self) -> u64 {
+    #[must_use]
+    pub fn decoded(&self) -> u64 {
         self.decoded
     }
 
