@@ -8,7 +8,7 @@ use std::fmt::Display;
 use std::path::Path;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -110,29 +110,31 @@ async fn read_more<S: AsyncRead + Unpin>(
 }
 
 /// Read a whole body framed by `framing`, starting with what `buffer`
-/// already holds; bytes after the body stay in `buffer`. With
-/// `continue_line`, it is written before the first read that needs the
-/// client (`Expect: 100-continue`).
+/// already holds; bytes after the body stay in `buffer`. `framing` is kept
+/// up to date (bytes left, decoder state), so that after an error the rest
+/// of the body can be discarded (`refusal::discard_body`). A `continue_line`
+/// is written before the first read that needs the client (`Expect:
+/// 100-continue`) and taken: still there after an error means the client
+/// was never asked for its body.
 pub(crate) async fn read_body<S, D>(
     stream: &mut S,
     buffer: &mut BytesMut,
-    framing: Framing<D>,
+    framing: &mut Framing<D>,
     limits: &BodyLimits<'_>,
-    continue_line: Option<&'static [u8]>,
+    continue_line: &mut Option<&'static [u8]>,
 ) -> Result<RequestBody, BodyError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     D: BodyDecoder,
 {
-    let mut continue_line = continue_line;
     match framing {
         Framing::None | Framing::Length(0) => Ok(RequestBody::Empty),
-        Framing::Length(length) => {
+        Framing::Length(left) => {
+            let length = *left;
             if length > limits.max_size {
                 return Err(BodyError::TooLarge);
             }
             let mut sink = BodySink::new(Some(length), limits.post_buffering, limits.spool_dir);
-            let mut left = length;
             if length <= limits.post_buffering {
                 // Read it whole into the buffer, sized once: one piece, no copy.
                 let whole = usize::try_from(length).map_err(|_| BodyError::TooLarge)?;
@@ -140,29 +142,29 @@ where
                     buffer.reserve(whole - buffer.len());
                 }
                 while buffer.len() < whole {
-                    send_continue(stream, &mut continue_line).await?;
+                    send_continue(stream, continue_line).await?;
                     let want = (whole - buffer.len()).min(READ_STEP);
                     read_more(stream, buffer, want, limits.idle).await?;
                 }
             }
             loop {
-                let take = usize::try_from(left)
+                let take = usize::try_from(*left)
                     .unwrap_or(usize::MAX)
                     .min(buffer.len());
                 if take > 0 {
+                    *left -= take as u64;
                     sink.push(buffer.split_to(take).freeze())
                         .map_err(BodyError::Spool)?;
-                    left -= take as u64;
                 }
-                if left == 0 {
+                if *left == 0 {
                     return Ok(sink.finish());
                 }
-                send_continue(stream, &mut continue_line).await?;
-                let want = usize::try_from(left).unwrap_or(READ_STEP).min(READ_STEP);
+                send_continue(stream, continue_line).await?;
+                let want = usize::try_from(*left).unwrap_or(READ_STEP).min(READ_STEP);
                 read_more(stream, buffer, want, limits.idle).await?;
             }
         }
-        Framing::Decoded(mut decoder) => {
+        Framing::Decoded(decoder) => {
             let mut sink = BodySink::new(None, limits.post_buffering, limits.spool_dir);
             loop {
                 match decoder.next_piece(buffer) {
@@ -175,11 +177,64 @@ where
                     }
                     Ok(Piece::End) => return Ok(sink.finish()),
                     Ok(Piece::NeedMore) => {
-                        send_continue(stream, &mut continue_line).await?;
+                        send_continue(stream, continue_line).await?;
                         read_more(stream, buffer, READ_STEP, limits.idle).await?;
                     }
                 }
             }
+        }
+    }
+}
+
+/// Read and drop the rest of a refused body as its framing says, so the
+/// connection can close when the client has sent it all; bounded by
+/// `max_bytes`, the `until` instant and `idle` per read (0: no own limit).
+pub(crate) async fn discard_body<S, D>(
+    stream: &mut S,
+    buffer: &mut BytesMut,
+    framing: &mut Framing<D>,
+    max_bytes: u64,
+    until: tokio::time::Instant,
+    idle: Duration,
+) where
+    S: AsyncRead + Unpin,
+    D: BodyDecoder,
+{
+    let mut dropped: u64 = 0;
+    loop {
+        match framing {
+            Framing::None => return,
+            Framing::Length(left) => {
+                let take = usize::try_from(*left)
+                    .unwrap_or(usize::MAX)
+                    .min(buffer.len());
+                buffer.advance(take);
+                *left -= take as u64;
+                dropped += take as u64;
+                if *left == 0 {
+                    return;
+                }
+            }
+            Framing::Decoded(decoder) => loop {
+                match decoder.next_piece(buffer) {
+                    Ok(Piece::Data(data)) => dropped += data.len() as u64,
+                    Ok(Piece::NeedMore) => break,
+                    Ok(Piece::End) | Err(_) => return,
+                }
+            },
+        }
+        let now = tokio::time::Instant::now();
+        if dropped >= max_bytes || now >= until {
+            return;
+        }
+        let idle = if idle.is_zero() {
+            until - now
+        } else {
+            idle.min(until - now)
+        };
+        buffer.clear();
+        if read_more(stream, buffer, READ_STEP, idle).await.is_err() {
+            return;
         }
     }
 }
@@ -234,9 +289,9 @@ mod tests {
         let body = read_body(
             &mut server,
             &mut buffer,
-            Framing::<NoDecoder>::Length(5),
+            &mut Framing::<NoDecoder>::Length(5),
             &limits(100),
-            None,
+            &mut None,
         )
         .await
         .expect("body");
@@ -256,9 +311,9 @@ mod tests {
         let result = read_body(
             &mut server,
             &mut buffer,
-            Framing::<NoDecoder>::Length(101),
+            &mut Framing::<NoDecoder>::Length(101),
             &limits(100),
-            None,
+            &mut None,
         )
         .await;
         assert!(matches!(result, Err(BodyError::TooLarge)));
@@ -272,11 +327,45 @@ mod tests {
         let result = read_body(
             &mut server,
             &mut buffer,
-            Framing::<NoDecoder>::Length(10),
+            &mut Framing::<NoDecoder>::Length(10),
             &limits(100),
-            None,
+            &mut None,
         )
         .await;
         assert!(matches!(result, Err(BodyError::Gone)));
+    }
+
+    #[tokio::test]
+    async fn discards_exactly_the_rest_of_a_refused_body() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        let mut framing = Framing::<NoDecoder>::Length(101);
+        let mut buffer = BytesMut::from(&b"0123456789"[..]);
+        let refused = read_body(
+            &mut server,
+            &mut buffer,
+            &mut framing,
+            &limits(100),
+            &mut None,
+        )
+        .await;
+        assert!(matches!(refused, Err(BodyError::TooLarge)));
+        client.write_all(&[b'x'; 91]).await.expect("write");
+        // The client keeps the connection open: the discard must end when the body does.
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            super::discard_body(
+                &mut server,
+                &mut buffer,
+                &mut framing,
+                1 << 20,
+                until,
+                Duration::from_secs(5),
+            ),
+        )
+        .await
+        .expect("ended with the body, not a timeout");
+        assert!(matches!(framing, Framing::Length(0)));
+        drop(client);
     }
 }

@@ -322,9 +322,9 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
     async fn serve_one(&mut self, incoming: Incoming<P::Decoder>) -> Sent {
         let Incoming {
             head,
-            framing,
+            mut framing,
             exchange,
-            continue_line,
+            mut continue_line,
             counted_length,
         } = incoming;
         let config = &self.shared.config;
@@ -341,9 +341,9 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
             Box::pin(body_reader::read_body(
                 &mut self.stream,
                 &mut self.buffer,
-                framing,
+                &mut framing,
                 &limits,
-                continue_line,
+                &mut continue_line,
             ))
             .await
         };
@@ -357,9 +357,27 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
                 }
                 if let Some(status) = error.status() {
                     let idle = config.body_timeout;
-                    let refusal =
-                        refusal::refuse(&mut self.stream, status, exchange, error.drain(), idle);
-                    Box::pin(refusal).await;
+                    Box::pin(refusal::refuse(
+                        &mut self.stream,
+                        status,
+                        exchange,
+                        false,
+                        idle,
+                    ))
+                    .await;
+                    // A client that was never asked for its body (100-continue) sends none.
+                    if error.drain() && continue_line.is_none() {
+                        let until = tokio::time::Instant::now() + refusal::TOTAL_TIME;
+                        Box::pin(body_reader::discard_body(
+                            &mut self.stream,
+                            &mut self.buffer,
+                            &mut framing,
+                            refusal::LIMIT,
+                            until,
+                            idle,
+                        ))
+                        .await;
+                    }
                 }
                 return Sent::Close;
             }

@@ -16,12 +16,16 @@ use crate::response::encode::{encode, Exchange};
 use crate::response::Response;
 
 /// Most bytes read and dropped.
-const LIMIT: u64 = 1 << 30;
+pub(crate) const LIMIT: u64 = 1 << 30;
 /// Longest the discarding may take in all.
-const TOTAL_TIME: Duration = Duration::from_secs(30);
+pub(crate) const TOTAL_TIME: Duration = Duration::from_secs(30);
+/// Without a framing to say where the body ends, this much silence ends it.
+const QUIET: Duration = Duration::from_secs(1);
 
 /// Answer `status` and close; with `drain`, first read and drop what the
-/// client still sends, each read within `idle` (0: no own limit).
+/// client still sends when its framing is not known (a body whose framing is
+/// known is discarded by `body_reader::discard_body` instead), until it is
+/// quiet for a second or `idle`, whichever is shorter.
 pub(crate) async fn refuse<S>(
     stream: &mut S,
     status: StatusCode,
@@ -46,7 +50,11 @@ pub(crate) async fn refuse<S>(
 
 /// Read and drop input until the client stops, the byte budget or the time runs out.
 async fn discard_input<S: AsyncRead + Unpin>(stream: &mut S, idle: Duration) {
-    let idle = if idle.is_zero() { TOTAL_TIME } else { idle };
+    let idle = if idle.is_zero() {
+        QUIET
+    } else {
+        idle.min(QUIET)
+    };
     let deadline = Instant::now() + TOTAL_TIME;
     let mut read_total: u64 = 0;
     let mut sink = vec![0u8; 64 * 1024];
