@@ -1,8 +1,10 @@
-"""Plain HTTP/1.1 requests served without hyper (src/http/direct.rs) and the
-hand-off of a connection to hyper at its first request that is not plain
-(chunked, HTTP/1.0, Expect...): order, buffered and pipelined bytes, the
-environ built from the raw head, the response framing, the limits (413, 408,
-header timeout) and shutdown. Raw sockets throughout: the exact bytes matter."""
+"""One HTTP/1.1 connection carrying every kind of request in turn — plain
+Content-Length ones, chunked bodies, HTTP/1.0 keep-alive, 100-continue —
+served by rwsgi's own HTTP/1.1 (src/http/, src/connection.rs): order,
+buffered and pipelined bytes, the environ, the response framing, the limits
+(413, 408, header timeout) and shutdown. Raw sockets throughout: the exact
+bytes matter. (These tests were written when chunked requests went to hyper;
+they keep proving that mixing kinds on one connection loses nothing.)"""
 
 from __future__ import annotations
 
@@ -116,7 +118,7 @@ def chunked_body(body: bytes, size: int) -> bytes:
 
 
 def chunked_post(target: str, body: bytes, size: int = 7) -> bytes:
-    """A chunked POST: never plain, so it hands the connection to hyper."""
+    """A chunked POST, then plain requests again on the same connection."""
     head = request("POST", target, "Transfer-Encoding: chunked")
     return head + chunked_body(body, size)
 
@@ -128,9 +130,9 @@ def environ_of(response: RawResponse) -> dict[str, str]:
     return environ
 
 
-# -- 1, 2: plain requests around a hand-off to hyper ---------------------------------
+# -- 1, 2: plain requests around chunked ones ---------------------------------
 
-CHUNKED_BODY = b"chunked body sent to hyper\n" * 40 + bytes(range(256))
+CHUNKED_BODY = b"chunked body\n" * 40 + bytes(range(256))
 
 
 def read_get_chunked_get(rfile: Any, sock: socket.socket, tag: str) -> None:
@@ -179,8 +181,8 @@ def test_plain_chunked_plain_pipelined_in_one_write(server: Server) -> None:
 
 
 def test_chunked_request_split_across_writes_is_handed_over_whole(server: Server) -> None:
-    """The non-plain head arrives in pieces: the direct side buffers a partial
-    head, then must give hyper every byte it read."""
+    """A chunked head arrives in pieces: the partial head is buffered and
+    every byte of it reaches the parser."""
     data = get("/split/1") + chunked_post("/split/echo", CHUNKED_BODY, 50)
     data += get("/split/3?after=chunked")
     cut_in_head = data.index(b"Transfer-En") + 5
@@ -335,19 +337,19 @@ def test_environ_of_a_plain_request(server: Server) -> None:
         assert report["environ"]["REMOTE_PORT"] == str(sock.getsockname()[1])
 
 
-def test_environ_of_a_plain_request_matches_hypers(server: Server) -> None:
-    """The same request served directly and, after a hand-off, by hyper."""
+def test_environ_of_a_plain_request_matches_a_chunked_ones(server: Server) -> None:
+    """The same request sent with a Content-Length body and chunked."""
     with server.connect() as sock, sock.makefile("rb") as rfile:
         sock.sendall(environ_request())
         direct = read_response(rfile, "POST").json()
-        sock.sendall(chunked_post("/parity/echo", b"switch to hyper"))
-        assert read_response(rfile, "POST").body == b"switch to hyper"
+        sock.sendall(chunked_post("/parity/echo", b"now chunked"))
+        assert read_response(rfile, "POST").body == b"now chunked"
         sock.sendall(environ_request())
-        hyper = read_response(rfile, "POST").json()
-    check_environ(hyper["environ"])
-    assert direct["environ"] == hyper["environ"]
-    assert direct["types"] == hyper["types"]
-    assert direct["body_sha256"] == hyper["body_sha256"]
+        chunked = read_response(rfile, "POST").json()
+    check_environ(chunked["environ"])
+    assert direct["environ"] == chunked["environ"]
+    assert direct["types"] == chunked["types"]
+    assert direct["body_sha256"] == chunked["body_sha256"]
 
 
 def test_no_environ_key_leaks_into_the_next_request(server: Server) -> None:
@@ -536,8 +538,8 @@ def test_sigterm_closes_an_idle_keep_alive_connection(
             sock.sendall(get("/before-stop"))
             assert environ_of(read_response(rfile))["PATH_INFO"] == "/before-stop"
         if history == "handed-off":
-            sock.sendall(chunked_post("/before-stop/echo", b"to hyper"))
-            assert read_response(rfile, "POST").body == b"to hyper"
+            sock.sendall(chunked_post("/before-stop/echo", b"chunked"))
+            assert read_response(rfile, "POST").body == b"chunked"
         if history == "fresh":
             time.sleep(0.2)  # let the worker accept it
         server.send_signal(signal.SIGTERM)
