@@ -1,6 +1,6 @@
 """The binary uwsgi protocol (what nginx's ``uwsgi_pass`` speaks), byte by byte.
 
-Packets are ours, written from the protocol description in DESIGN.md: a
+Packets are ours, written from uWSGI's description of its protocol: a
 4-byte header (modifier1, datasize u16 LE, modifier2), a vars block of
 (u16 LE length, key, u16 LE length, value) pairs, then CONTENT_LENGTH bytes of
 body. The answer is a plain HTTP/1.x response, then the server closes.

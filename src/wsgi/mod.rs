@@ -1,7 +1,9 @@
 //! The GIL boundary: the only module that touches Python objects per request.
-//! `WsgiApp::call` runs on the I/O thread that read the request, takes the GIL
-//! just for the app call and the first body chunk, and hands back a response
-//! whose remaining body is pulled lazily as the socket drains.
+//! `WsgiApp::call` runs on the I/O thread that read the request, holds the GIL
+//! for the app call and its first body chunk (a worker with one thread keeps
+//! it until the thread parks, see `python_thread.rs`), and hands back a
+//! response whose remaining body is pulled chunk by chunk as the socket
+//! drains, taking the GIL for each pull.
 
 pub(crate) mod environ;
 pub(crate) mod file_wrapper;

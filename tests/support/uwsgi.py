@@ -1,4 +1,4 @@
-"""A uwsgi client written from the protocol description (DESIGN.md).
+"""A uwsgi client written from the protocol description (uWSGI's docs, "The uwsgi protocol").
 
 A packet is a 4-byte header (modifier1, datasize u16 LE, modifier2), a vars
 block of (u16 LE length, key, u16 LE length, value) pairs, then the body;
