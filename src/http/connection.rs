@@ -92,15 +92,7 @@ impl Protocol for Http1 {
     }
 
     fn refusal_exchange(&self) -> Exchange {
-        Exchange {
-            version: b"HTTP/1.1",
-            is_head: false,
-            keep_alive: false,
-            chunked: false,
-            date: true,
-            announce_close: true,
-            announce_keep_alive: false,
-        }
+        Exchange::refusal(true)
     }
 
     fn incomplete(&self, _cut: Cut, _buffered: &[u8]) -> Option<String> {

@@ -36,6 +36,24 @@ pub(crate) struct Exchange {
     pub announce_keep_alive: bool,
 }
 
+impl Exchange {
+    /// How the server answers before a request is understood (a refusal):
+    /// HTTP/1.1, no body framing to keep, the connection closing. `client`
+    /// is true for an HTTP client (a `date`, `connection: close`), false
+    /// for a proxy that adds its own.
+    pub(crate) const fn refusal(client: bool) -> Self {
+        Self {
+            version: b"HTTP/1.1",
+            is_head: false,
+            keep_alive: false,
+            chunked: false,
+            date: client,
+            announce_close: client,
+            announce_keep_alive: false,
+        }
+    }
+}
+
 /// How the body follows the head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Framing {

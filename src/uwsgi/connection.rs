@@ -118,15 +118,7 @@ impl Protocol for Uwsgi {
     }
 
     fn refusal_exchange(&self) -> Exchange {
-        Exchange {
-            version: b"HTTP/1.1",
-            is_head: false,
-            keep_alive: false,
-            chunked: false,
-            date: false,
-            announce_close: false,
-            announce_keep_alive: false,
-        }
+        Exchange::refusal(false)
     }
 
     fn incomplete(&self, cut: Cut, buffered: &[u8]) -> Option<String> {
