@@ -42,7 +42,7 @@ pub(crate) fn build<'py>(
         let environ = template.direct.bind(py).copy()?;
         set_request_line(py, &environ, head)?;
         set_remote(py, &environ, &strings)?;
-        set_server_keys(py, &environ, head.header(b"host"), &strings)?;
+        set_server_name(py, &environ, head.header(b"host"), &strings)?;
         set_headers(py, &environ, head, None)?;
         environ
     } else {
@@ -51,27 +51,23 @@ pub(crate) fn build<'py>(
             let environ = template.direct.bind(py).copy()?;
             set_remote(py, &environ, peer)?;
             let host = head.header(b"host");
-            set_server_keys(py, &environ, host, peer)?;
+            set_server_name(py, &environ, host, peer)?;
             cache.template = Some(ConnectionTemplate {
                 environ: environ.unbind(),
                 host: host.map(bytes::Bytes::copy_from_slice),
                 recent: RecentFields::default(),
             });
         }
-        let peer = cache.peer(py, request);
-        let peer = PeerRef {
-            local_addr: peer.local_addr.bind(py).clone(),
-            local_port: peer.local_port.bind(py).clone(),
+        let (Some(peer), Some(connection)) = (cache.peer.as_ref(), cache.template.as_mut()) else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "no connection template",
+            ));
         };
-        let connection = cache
-            .template
-            .as_mut()
-            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("no connection template"))?;
         let environ = connection.environ.bind(py).copy()?;
         set_request_line(py, &environ, head)?;
         let host = head.header(b"host");
         if host != connection.host.as_deref() {
-            set_server_name(py, &environ, host, &peer)?;
+            set_server_name(py, &environ, host, peer)?;
         }
         set_headers(py, &environ, head, Some(&mut connection.recent))?;
         environ
@@ -88,12 +84,6 @@ pub(crate) fn build<'py>(
         environ.set_item(intern!(py, "wsgi.input"), input)?;
     }
     Ok(environ)
-}
-
-/// The listener's address strings, for SERVER_* without a usable Host.
-struct PeerRef<'py> {
-    local_addr: Bound<'py, pyo3::types::PyString>,
-    local_port: Bound<'py, pyo3::types::PyString>,
 }
 
 /// The keys from the request line (and a proxy's mount prefix and scheme).
@@ -142,27 +132,18 @@ fn set_server_name(
     py: Python<'_>,
     environ: &Bound<'_, PyDict>,
     host: Option<&[u8]>,
-    peer: &PeerRef<'_>,
+    peer: &PeerStrings,
 ) -> PyResult<()> {
     let (name, port) = host
         .and_then(|host| host::server_name_and_port(py, host))
-        .unwrap_or_else(|| (peer.local_addr.clone(), peer.local_port.clone()));
+        .unwrap_or_else(|| {
+            (
+                peer.local_addr.bind(py).clone(),
+                peer.local_port.bind(py).clone(),
+            )
+        });
     environ.set_item(intern!(py, "SERVER_NAME"), name)?;
     environ.set_item(intern!(py, "SERVER_PORT"), port)
-}
-
-/// SERVER_* for a new connection template.
-fn set_server_keys(
-    py: Python<'_>,
-    environ: &Bound<'_, PyDict>,
-    host: Option<&[u8]>,
-    peer: &PeerStrings,
-) -> PyResult<()> {
-    let peer = PeerRef {
-        local_addr: peer.local_addr.bind(py).clone(),
-        local_port: peer.local_port.bind(py).clone(),
-    };
-    set_server_name(py, environ, host, &peer)
 }
 
 /// The header fields as `HTTP_*` keys (CONTENT_TYPE and CONTENT_LENGTH
