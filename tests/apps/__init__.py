@@ -9,6 +9,7 @@ in the ``RWSGI_TEST_RECORD`` environment variable.
 
 from __future__ import annotations
 
+import json
 import os
 from urllib.parse import parse_qs
 
@@ -29,3 +30,23 @@ def record(path: str | None, text: str) -> None:
 def record_call(environ: dict) -> None:
     """Note the request in ``$RWSGI_TEST_RECORD``, for "never reached the app" tests."""
     record(os.environ.get("RWSGI_TEST_RECORD"), environ.get("PATH_INFO", ""))
+
+
+def read_body(environ: dict) -> bytes:
+    """All of ``wsgi.input``, read in 64 KiB pieces as a framework would."""
+    stream = environ["wsgi.input"]
+    pieces = []
+    while True:
+        piece = stream.read(1 << 16)
+        if not piece:
+            return b"".join(pieces)
+        pieces.append(piece)
+
+
+def json_response(start_response, report: dict, status: str = "200 OK") -> list[bytes]:
+    """Answer ``report`` as JSON with a Content-Length."""
+    body = json.dumps(report).encode()
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]

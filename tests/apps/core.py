@@ -20,11 +20,10 @@ app. Routes, matched on the last part of PATH_INFO:
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 
-from apps import query, record_call
+from apps import json_response, query, read_body, record_call
 
 GATE_LIMIT = 30.0
 HOP_BY_HOP = [
@@ -34,24 +33,6 @@ HOP_BY_HOP = [
     ("Upgrade", "h2c"),
 ]
 HOP_BODY = b"hop-by-hop body"
-
-
-def _read_body(environ: dict) -> bytes:
-    stream = environ["wsgi.input"]
-    pieces = []
-    while True:
-        piece = stream.read(1 << 16)
-        if not piece:
-            return b"".join(pieces)
-        pieces.append(piece)
-
-
-def _json(start_response, report: dict, status: str = "200 OK") -> list[bytes]:
-    body = json.dumps(report).encode()
-    start_response(
-        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-    )
-    return [body]
 
 
 def hello(environ, start_response, args):
@@ -70,7 +51,7 @@ def hash_body(environ, start_response, args):
         digest.update(piece)
         size += len(piece)
     report = {"sha256": digest.hexdigest(), "size": size, "method": environ["REQUEST_METHOD"]}
-    return _json(start_response, report)
+    return json_response(start_response, report)
 
 
 def nobody(environ, start_response, args):
@@ -104,16 +85,16 @@ def gate(environ, start_response, args):
             opened = False
             break
         time.sleep(0.01)
-    return _json(start_response, {"pid": os.getpid(), "gate_opened": opened})
+    return json_response(start_response, {"pid": os.getpid(), "gate_opened": opened})
 
 
 def pid(environ, start_response, args):
-    return _json(start_response, {"pid": os.getpid()})
+    return json_response(start_response, {"pid": os.getpid()})
 
 
 def report(environ, start_response, args):
-    body = _read_body(environ)
-    return _json(
+    body = read_body(environ)
+    return json_response(
         start_response,
         {
             "path": environ.get("PATH_INFO", ""),

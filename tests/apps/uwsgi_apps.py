@@ -18,36 +18,17 @@ app. Routes (anything not listed, including a mounted prefix, gets ``/env``):
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 
-from apps import query, record_call
+from apps import json_response, query, read_body, record_call
 
 GATE_LIMIT = 10.0
 STREAM_CHUNK = b"0123456789abcdef" * 64  # 1 KiB
 
 
-def _read_body(environ: dict) -> bytes:
-    stream = environ["wsgi.input"]
-    pieces = []
-    while True:
-        piece = stream.read(1 << 16)
-        if not piece:
-            return b"".join(pieces)
-        pieces.append(piece)
-
-
-def _json(start_response, report: dict, status: str = "200 OK") -> list[bytes]:
-    body = json.dumps(report).encode()
-    start_response(
-        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-    )
-    return [body]
-
-
 def env(environ, start_response):
-    body = _read_body(environ)
+    body = read_body(environ)
     report = {
         "environ": {key: value for key, value in environ.items() if isinstance(value, str)},
         "types": {key: type(value).__name__ for key, value in environ.items()},
@@ -55,11 +36,11 @@ def env(environ, start_response):
         "body_size": len(body),
         "body_sha256": hashlib.sha256(body).hexdigest(),
     }
-    return _json(start_response, report)
+    return json_response(start_response, report)
 
 
 def echo(environ, start_response):
-    body = _read_body(environ)
+    body = read_body(environ)
     start_response(
         "200 OK",
         [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))],
@@ -68,9 +49,9 @@ def echo(environ, start_response):
 
 
 def hash_body(environ, start_response):
-    body = _read_body(environ)
+    body = read_body(environ)
     report = {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body), "pid": os.getpid()}
-    return _json(start_response, report)
+    return json_response(start_response, report)
 
 
 def stream(environ, start_response):
