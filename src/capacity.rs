@@ -68,7 +68,7 @@ mod tests {
 
     #[tokio::test]
     async fn waits_while_every_thread_is_busy() {
-        let board = Board::new(1).expect("mapped");
+        let (board, _bell) = Board::new(1).expect("mapped");
         let capacity = std::sync::Arc::new(Capacity::new(1, board.slot(0).expect("slot")));
         let busy = capacity.enter();
         let waiter = tokio::spawn({

@@ -8,6 +8,7 @@
 mod fork;
 mod signals;
 
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -57,6 +58,8 @@ pub(crate) struct Arbiter {
     slots: Vec<Slot>,
     /// Where workers publish their busy threads (mapped before any fork).
     board: Board,
+    /// The board's doorbell, rung by workers that changed their entry.
+    doorbell: OwnedFd,
     stopping: Option<Stopping>,
     exit_error: Option<Error>,
 }
@@ -123,7 +126,7 @@ impl Arbiter {
                 respawn_at: now,
             })
             .collect();
-        let board = Board::new(board::MAX_SLOTS.min(config.workers.max(1)))
+        let (board, doorbell) = Board::new(board::MAX_SLOTS)
             .map_err(|error| Error::system("mapping the workers' board", error))?;
         Ok(Self {
             config,
@@ -133,6 +136,7 @@ impl Arbiter {
             loader,
             slots,
             board,
+            doorbell,
             stopping: None,
             exit_error: None,
         })
