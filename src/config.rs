@@ -115,6 +115,19 @@ pub(crate) struct Config {
     pub spool_dir: PathBuf,
     /// Shown in the banner: what the user asked us to serve.
     pub app_label: String,
+    // -- loading and recycling --
+    /// Import the app once per generation, in its loader (not in each worker).
+    pub preload: bool,
+    /// Requests after which a worker asks to be replaced; 0 for never.
+    pub max_requests: u64,
+    pub max_requests_jitter: u64,
+    /// Age after which a worker is replaced; zero for never.
+    pub max_lifetime: Duration,
+    pub max_lifetime_jitter: Duration,
+    /// Resident bytes past which a worker asks to be replaced; 0 for never.
+    pub reload_on_rss: u64,
+    /// How long a stop keeps serving with readiness answering 503.
+    pub health_drain_delay: Duration,
 }
 
 fn item<'py, T>(dict: &Bound<'py, PyDict>, option: &'static str) -> Result<T>
@@ -237,6 +250,13 @@ impl Config {
             post_buffering: item(dict, "post_buffering")?,
             spool_dir: item(dict, "spool_dir")?,
             app_label,
+            preload: item(dict, "preload")?,
+            max_requests: item(dict, "max_requests")?,
+            max_requests_jitter: item(dict, "max_requests_jitter")?,
+            max_lifetime: seconds(dict, "max_lifetime")?,
+            max_lifetime_jitter: seconds(dict, "max_lifetime_jitter")?,
+            reload_on_rss: item::<u64>(dict, "reload_on_rss")?.saturating_mul(1 << 20),
+            health_drain_delay: seconds(dict, "health_drain_delay")?,
         })
     }
 }

@@ -412,6 +412,7 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
             .await
         };
         self.finish(encoded, request);
+        self.shared.recycler.request_done();
         sent.unwrap_or(Sent::Close)
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::board::Board;
 use crate::config::Config;
+use crate::recycle::Recycler;
 use crate::shutdown::{OpenConnections, StopSignal};
 use crate::wsgi::WsgiApp;
 
@@ -18,4 +19,6 @@ pub(crate) struct Shared {
     /// Every worker's busy count, this one's at `slot`.
     pub board: Board,
     pub slot: usize,
+    /// Decides when this worker asks to be replaced.
+    pub recycler: Recycler,
 }

@@ -20,6 +20,7 @@ use crate::board::Board;
 use crate::capacity::Capacity;
 use crate::config::{Address, Config, ListenerProtocol};
 use crate::log;
+use crate::recycle::{self, Recycler};
 use crate::server::{self, Listener};
 use crate::shared::Shared;
 use crate::shutdown::{OpenConnections, StopSignal};
@@ -37,20 +38,27 @@ pub(crate) const EXIT_START_FAILED: i32 = 3;
 pub(crate) struct WorkerListener {
     pub protocol: ListenerProtocol,
     pub address: Address,
-    /// This worker's own socket.
-    pub own: OwnedFd,
+    /// The sockets this worker accepts on (usually its own one).
+    pub own: Vec<OwnedFd>,
     /// The other workers' `SO_REUSEPORT` sockets of the same address (TCP only).
     pub siblings: Vec<OwnedFd>,
 }
 
-/// What the master hands to a freshly forked worker.
+/// What a freshly forked worker is started with.
 pub(crate) struct WorkerSpec {
+    /// Its position (1-based), for logs.
     pub id: usize,
+    /// Its entry on the board.
+    pub entry: usize,
+    /// The master's pid: the worker is handed to it after the fork.
+    pub master: i32,
+    /// Requests after which it asks to be replaced; 0 for never.
+    pub max_requests: u64,
     pub config: Config,
     pub listeners: Vec<WorkerListener>,
     pub app: Option<Py<PyAny>>,
     pub loader: Option<Py<PyAny>>,
-    /// The workers' shared board; this worker's slot is `id - 1`.
+    /// The workers' shared board; this worker's entry is `entry`.
     pub board: Board,
 }
 
@@ -72,13 +80,31 @@ fn load_app(py: Python<'_>, spec: &WorkerSpec) -> Result<Py<PyAny>, i32> {
     })
 }
 
-/// The worker's whole life; returns its exit status.
-pub(crate) fn run(py: Python<'_>, spec: WorkerSpec) -> i32 {
-    // If the master dies without stopping us, stop too rather than serve orphaned.
+/// Wait until the intermediate process that forked us has exited and we
+/// are the master's child; then stop with the master if it dies, rather
+/// than serve orphaned. False when the master is already gone.
+fn adopt_master(master: i32) -> bool {
+    let since = std::time::Instant::now();
+    // SAFETY: getppid has no preconditions.
+    while unsafe { libc::getppid() } != master {
+        if since.elapsed() > Duration::from_secs(5) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
     #[cfg(target_os = "linux")]
     // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and no pointers.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+    }
+    // SAFETY: as above; checked again in case the master died in between.
+    unsafe { libc::getppid() == master }
+}
+
+/// The worker's whole life; returns its exit status.
+pub(crate) fn run(py: Python<'_>, spec: WorkerSpec) -> i32 {
+    if !py.detach(|| adopt_master(spec.master)) {
+        return 0;
     }
     let boot_handlers = exit_on_stop_signals();
     unblock_stop_signals();
@@ -86,7 +112,7 @@ pub(crate) fn run(py: Python<'_>, spec: WorkerSpec) -> i32 {
         Ok(app) => app,
         Err(code) => return code,
     };
-    let Some(slot) = spec.board.slot(spec.id - 1) else {
+    let Some(slot) = spec.board.slot(spec.entry) else {
         log::error(&format!(
             "worker {}: no slot on the workers' board",
             spec.id
@@ -204,7 +230,8 @@ pub(crate) fn restore_signal_mask(previous: &libc::sigset_t) {
     }
 }
 
-fn unblock_stop_signals() {
+/// Let SIGTERM and SIGINT in again (a new process, once it handles them).
+pub(crate) fn unblock_stop_signals() {
     let set = stop_signal_set();
     // SAFETY: the set is ours and valid for the call; no old mask is asked for.
     unsafe {
@@ -227,13 +254,15 @@ fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>)
     let id = spec.id;
     let listeners = spec.listeners;
     let open = Arc::new(OpenConnections::default());
+    let recycler = Recycler::new(&spec.config, spec.board, spec.entry, spec.max_requests);
     let shared = Arc::new(Shared {
         app,
         config: spec.config,
         open: Arc::clone(&open),
         stop: StopSignal::default(),
         board: spec.board,
-        slot: id - 1,
+        slot: spec.entry,
+        recycler,
     });
     let code = runtime.block_on(async move {
         let (Ok(mut terminate), Ok(mut interrupt), Ok(mut quit)) = (
@@ -253,16 +282,23 @@ fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>)
                 let sibling = std::net::TcpListener::from(sibling);
                 accept_loops.push(tokio::spawn(server::steal_loop(sibling, protocol, Arc::clone(&shared))));
             }
-            match adopt_listener(protocol, &address, own) {
-                Ok(listener) => accept_loops.push(tokio::spawn(server::accept_loop(listener, protocol, Arc::clone(&shared)))),
-                Err(error) => {
-                    log::error(&format!("worker {id}: cannot use the socket for {address}: {error}"));
-                    return EXIT_START_FAILED;
+            for own in own {
+                match adopt_listener(protocol, &address, own) {
+                    Ok(listener) => accept_loops.push(tokio::spawn(server::accept_loop(listener, protocol, Arc::clone(&shared)))),
+                    Err(error) => {
+                        log::error(&format!("worker {id}: cannot use the socket for {address}: {error}"));
+                        return EXIT_START_FAILED;
+                    }
                 }
             }
         }
+        if shared.recycler.samples_memory() {
+            tokio::spawn(recycle::sample_memory_every_second(Arc::clone(&shared)));
+        }
         shared.app.capacity.set_serving(true);
         log::info(&format!("worker {id} (pid {}) ready", std::process::id()));
+        // The master waits for this before retiring the worker this one replaces.
+        shared.board.ring();
         tokio::select! {
             _ = terminate.recv() => {}
             _ = interrupt.recv() => {}

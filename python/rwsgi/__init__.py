@@ -26,8 +26,11 @@ __version__: str = _rwsgi.__version__
 def serve(app: Callable[..., Any] | str, **options: Any) -> None:
     """Serve ``app`` until SIGINT/SIGTERM; blocks in the master process.
 
-    ``app`` is a WSGI callable, or a ``"module:attr"`` string that is imported
-    in the master (the default) or in every worker when ``preload=False``.
+    ``app`` is a WSGI callable, or a ``"module:attr"`` string. A string is
+    imported once per code generation by a loader process that forks the
+    workers (the default), or in every worker when ``preload=False``; the
+    master never imports it, so SIGHUP reloads new code. A callable is
+    already imported: SIGHUP replaces the workers but cannot change its code.
     Options are those of ``rwsgi.OPTIONS`` (``workers``, ``threads``, ``http``...);
     a wrong one raises ``TypeError`` or ``ValueError`` naming it.
     """
@@ -37,10 +40,7 @@ def serve(app: Callable[..., Any] | str, **options: Any) -> None:
     prepare_import_path(config["chdir"], config["pythonpath"])
     if isinstance(app, str):
         label = app
-        if config["preload"]:
-            _rwsgi.serve(load_app(app), None, label, config)
-        else:
-            _rwsgi.serve(None, lambda: load_app(label), label, config)
+        _rwsgi.serve(None, lambda: load_app(label), label, config)
         return
     if not callable(app):
         raise TypeError(f"app must be a WSGI callable or 'module:app', not {type(app).__name__}")

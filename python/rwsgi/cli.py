@@ -104,18 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     prepare_import_path(config["chdir"], config["pythonpath"])
     spec: str = args.app
     try:
-        if config["preload"]:
-            try:
-                app = load_app(spec)
-            except Exception:
-                import traceback
-
-                traceback.print_exc()
-                print(f"rwsgi: could not load the app {spec!r}", file=sys.stderr)
-                return 1
-            _rwsgi.serve(app, None, spec, config)
-        else:
-            _rwsgi.serve(None, lambda: load_app(spec), spec, config)
+        # Imported by the loader (or each worker with --lazy), never here:
+        # the master stays free of the app's code so SIGHUP can load new code.
+        _rwsgi.serve(None, lambda: load_app(spec), spec, config)
     except (OSError, RuntimeError, ValueError) as error:
         print(f"rwsgi: {error}", file=sys.stderr)
         return 1

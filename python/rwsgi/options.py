@@ -370,6 +370,54 @@ OPTIONS: tuple[Option, ...] = (
         "name, so nothing is left there even if a worker is killed",
         metavar="DIR",
     ),
+    # -- recycling: workers replaced (a new one ready first) after a while --
+    Option(
+        "max_requests",
+        _non_negative_int,
+        0,
+        "replace a worker after it has served this many requests (0: never); its "
+        "replacement accepts before it stops",
+        metavar="N",
+    ),
+    Option(
+        "max_requests_jitter",
+        _non_negative_int,
+        0,
+        "add a random 0..N to each worker's --max-requests so they are not all due together",
+        metavar="N",
+        aliases=("max_requests_delta",),
+    ),
+    Option(
+        "max_lifetime",
+        _non_negative_seconds,
+        0.0,
+        "replace a worker after it has run this many seconds (0: never)",
+        metavar="SECONDS",
+        aliases=("max_worker_lifetime",),
+    ),
+    Option(
+        "max_lifetime_jitter",
+        _non_negative_seconds,
+        0.0,
+        "add a random 0..SECONDS to each worker's --max-lifetime",
+        metavar="SECONDS",
+    ),
+    Option(
+        "reload_on_rss",
+        _non_negative_int,
+        0,
+        "replace a worker whose resident memory passes this many MiB, sampled after "
+        "each request and every second (0: never)",
+        metavar="MB",
+    ),
+    Option(
+        "health_drain_delay",
+        _non_negative_seconds,
+        0.0,
+        "on SIGTERM/SIGINT, keep serving this many seconds with --health-path answering "
+        "503 before the listeners close (time for a load balancer to stop sending)",
+        metavar="SECONDS",
+    ),
     Option(
         "chdir",
         _directory,
@@ -389,7 +437,8 @@ OPTIONS: tuple[Option, ...] = (
         "preload",
         _bool,
         True,
-        "load the app once in the master before forking (--lazy loads it in each worker)",
+        "load the app once per code generation before forking the workers (--lazy loads it "
+        "in each worker)",
         flag=True,
     ),
 )

@@ -1,6 +1,7 @@
 //! The one place a process is forked: through `CPython`'s `os.fork`, so the
 //! interpreter's own before/after-fork handling (locks, thread states,
-//! `os.register_at_fork` hooks) runs as it would for a Python program.
+//! `os.register_at_fork` hooks) runs as it would for a Python program; and
+//! the one way a forked child leaves.
 
 use pyo3::prelude::*;
 
@@ -32,14 +33,9 @@ fn as_io_error(py: Python<'_>, error: &PyErr) -> std::io::Error {
 
 fn fork_through_python(py: Python<'_>) -> PyResult<Forked> {
     // Unflushed Python output would otherwise be written once by each process.
-    let sys = py.import("sys")?;
-    for stream in ["stdout", "stderr"] {
-        if let Ok(stream) = sys.getattr(stream) {
-            let _ = stream.call_method0("flush");
-        }
-    }
+    flush_python_streams(py);
     let os_fork = py.import("os")?.getattr("fork")?;
-    // SIGTERM/SIGINT stay blocked in the child until worker::run handles them.
+    // SIGTERM/SIGINT stay blocked in the child until it handles them.
     let previous = worker::block_stop_signals();
     let pid = os_fork.call0().and_then(|pid| pid.extract::<i32>());
     if !matches!(pid, Ok(0)) {
@@ -49,4 +45,38 @@ fn fork_through_python(py: Python<'_>) -> PyResult<Forked> {
         0 => Forked::Child,
         child => Forked::Parent { child },
     })
+}
+
+fn flush_python_streams(py: Python<'_>) {
+    let Ok(sys) = py.import("sys") else {
+        return;
+    };
+    for stream in ["stdout", "stderr"] {
+        if let Ok(stream) = sys.getattr(stream) {
+            let _ = stream.call_method0("flush");
+        }
+    }
+}
+
+/// Leave a forked child without unwinding into the caller's Python code.
+pub(crate) fn exit_child(py: Python<'_>, code: i32) -> ! {
+    flush_python_streams(py);
+    // SAFETY: _exit ends the process at once; nothing after it runs.
+    unsafe { libc::_exit(code) }
+}
+
+/// Wait for a child of this process; its wait status, or `None` when it
+/// cannot be waited for (not ours, or already reaped).
+pub(crate) fn wait_for(pid: i32) -> Option<i32> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes one int we own.
+        let waited = unsafe { libc::waitpid(pid, &raw mut status, 0) };
+        if waited == pid {
+            return Some(status);
+        }
+        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return None;
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! arbiter's loop through a self-pipe; the loop dispatches (as gunicorn does).
 
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -57,20 +57,25 @@ impl SignalQueue {
         })
     }
 
-    /// Block until a signal arrives or `timeout` passes; returns the signals seen.
-    pub(crate) fn wait(&mut self, timeout: Duration) -> Vec<i32> {
+    /// Block until a signal arrives, one of `also` is readable, or
+    /// `timeout` passes; returns the signals seen.
+    pub(crate) fn wait(&mut self, timeout: Duration, also: &[RawFd]) -> Vec<i32> {
         let pending = self.take();
         if !pending.is_empty() {
             return pending;
         }
-        let mut poll_fd = libc::pollfd {
-            fd: self.wake_read.as_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut poll_fds: Vec<libc::pollfd> = std::iter::once(self.wake_read.as_fd().as_raw_fd())
+            .chain(also.iter().copied())
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
         let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd for the duration of the call.
-        unsafe { libc::poll(&raw mut poll_fd, 1, millis) };
+        let count = libc::nfds_t::try_from(poll_fds.len()).unwrap_or(1);
+        // SAFETY: `count` valid pollfds for the duration of the call.
+        unsafe { libc::poll(poll_fds.as_mut_ptr(), count, millis) };
         let mut sink = [0u8; 64];
         while matches!(self.wake_read.read(&mut sink), Ok(n) if n > 0) {}
         self.take()
