@@ -72,10 +72,7 @@ impl Recycler {
     pub(crate) fn check_memory(&self) {
         if let Some(rss) = self.resident_bytes() {
             if rss > self.rss_limit {
-                self.ask(
-                    Recycle::Rss,
-                    &format!("resident memory {} MiB", rss >> 20),
-                );
+                self.ask(Recycle::Rss, &format!("resident memory {} MiB", rss >> 20));
             }
         }
     }

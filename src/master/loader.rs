@@ -226,14 +226,14 @@ pub(crate) fn run(py: Python<'_>, mut context: LoaderContext<'_>, link: UnixStre
     let link_fd = link.as_raw_fd();
     let mut orders = BufReader::new(link);
     loop {
-        let mut line = String::new();
-        match py.detach(|| orders.read_line(&mut line)) {
+        let mut text = String::new();
+        match py.detach(|| orders.read_line(&mut text)) {
             Ok(1..) => {}
             // The master closed its end: this generation is over.
             _ => return 0,
         }
-        let Some(order) = SpawnOrder::decode(line.trim()) else {
-            log::warning(&format!("loader: unknown order {line:?}"));
+        let Some(order) = SpawnOrder::decode(text.trim()) else {
+            log::warning(&format!("loader: unknown order {text:?}"));
             continue;
         };
         if let Err(errno) = spawn(py, &mut context, order, link_fd) {

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::board::Board;
+use crate::board::{Board, Slot};
 
 /// A worker that dies sooner than this after its start counts as failing to boot.
 const QUICK_DEATH: Duration = Duration::from_secs(2);
@@ -87,7 +87,9 @@ impl Fleet {
 
     /// Workers not being retired.
     pub(crate) fn active(&self) -> impl Iterator<Item = &WorkerProc> {
-        self.workers.iter().filter(|worker| worker.retired.is_none())
+        self.workers
+            .iter()
+            .filter(|worker| worker.retired.is_none())
     }
 
     /// Whether position `id` has a worker that is not being retired.
@@ -98,7 +100,7 @@ impl Fleet {
     /// Learn the pids the intermediate processes wrote to the board.
     pub(crate) fn learn_pids(&mut self, board: &Board) {
         for worker in self.workers.iter_mut().filter(|w| w.pid.is_none()) {
-            let pid = board.slot(worker.entry).map_or(0, |slot| slot.pid());
+            let pid = board.slot(worker.entry).map_or(0, Slot::pid);
             if pid > 0 {
                 worker.pid = Some(pid);
             }

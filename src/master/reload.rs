@@ -1,0 +1,84 @@
+//! SIGHUP: a new generation loads the code; its workers start beside the
+//! old ones, which retire once every new one accepts. A generation whose
+//! loader or workers fail before that is abandoned and the old one serves on.
+
+use super::workers::WorkerProc;
+use super::{Arbiter, Reload};
+use crate::log;
+
+impl Arbiter {
+    /// SIGHUP: a new generation loads the code; its workers start beside the
+    /// old ones, which retire once every new one accepts.
+    pub(super) fn begin_reload(&mut self) {
+        if let Some(previous) = self.reload.take() {
+            log::info(&format!(
+                "SIGHUP during a reload: generation {} is abandoned",
+                previous.generation
+            ));
+            self.abandon(previous.generation);
+        }
+        log::info("SIGHUP: reloading (new workers start before the old ones retire)");
+        // Started from the loop (it needs the signal queue): mark it.
+        self.reload = Some(Reload { generation: 0 });
+    }
+
+    /// Retire a generation's workers and end its loader.
+    pub(super) fn abandon(&mut self, number: u64) {
+        self.retire_where(|worker| worker.generation == number);
+        self.let_go_of_loaders(|g| g.number == number);
+    }
+
+    pub(super) fn advance_reload(&mut self) {
+        let Some(reload) = &self.reload else {
+            return;
+        };
+        let number = reload.generation;
+        let Some(generation) = self.generations.iter().find(|g| g.number == number) else {
+            return;
+        };
+        if !generation.loaded {
+            return;
+        }
+        // One new worker per position (positions may change meanwhile).
+        let missing: Vec<usize> = (1..=self.fleet.positions.len())
+            .filter(|&id| {
+                !self
+                    .fleet
+                    .active()
+                    .any(|w| w.generation == number && w.id == id)
+            })
+            .collect();
+        for id in &missing {
+            if let Err(error) = self.spawn_worker(number, *id) {
+                log::error(&format!(
+                    "reload failed: {error}; the old workers keep serving"
+                ));
+                self.reload = None;
+                self.abandon(number);
+                return;
+            }
+        }
+        let waiting = self
+            .fleet
+            .active()
+            .any(|w: &WorkerProc| w.generation == number && !w.ready);
+        if !missing.is_empty() || waiting {
+            return;
+        }
+        // Every new worker accepts: the old ones go.
+        self.reload = None;
+        let old: Vec<u64> = self
+            .generations
+            .iter()
+            .map(|g| g.number)
+            .filter(|&g| g != number)
+            .collect();
+        self.retire_where(|worker| worker.generation != number);
+        self.let_go_of_loaders(|g| g.number != number);
+        self.current = Some(number);
+        self.replacing = None;
+        log::info(&format!(
+            "reload: generation {number} serves; generation(s) {old:?} retiring"
+        ));
+    }
+}
