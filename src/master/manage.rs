@@ -220,7 +220,8 @@ impl Arbiter {
         }
         let now = Instant::now();
         let due = self.fleet.active().find_map(|worker| {
-            if worker.generation != current || !worker.ready {
+            // Any generation's: after a loader died, its workers live on.
+            if !worker.ready {
                 return None;
             }
             let asked = self.board.slot(worker.entry).and_then(Slot::recycle_asked);

@@ -102,12 +102,12 @@ impl Arbiter {
 
     pub(super) fn worker_ended(&mut self, worker: &WorkerProc, pid: i32, status: i32) {
         let how = describe_status(status);
+        if self.replacing == Some(worker.entry) {
+            self.replacing = None;
+        }
         if self.stopping.is_some() || worker.retired.is_some() {
             log::info(&format!("worker {} (pid {pid}) {how}", worker.id));
             return;
-        }
-        if self.replacing == Some(worker.entry) {
-            self.replacing = None;
         }
         if self
             .reload

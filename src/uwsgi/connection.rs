@@ -192,6 +192,7 @@ pub(crate) async fn serve_unix(
             .app
             .call(&mut request, &mut ConnectionCache::default());
         let mut encoded = encode(response, exchange, BytesMut::new());
+        shared.recycler.request_done();
         if encoded.body.is_none() {
             match std::io::Write::write(&mut &stream, &encoded.head) {
                 Ok(written) if written == encoded.head.len() => return,
