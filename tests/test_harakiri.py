@@ -11,13 +11,22 @@ answers) rather than on the clock.
 from __future__ import annotations
 
 import statistics
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Rwsgi, ServerFactory, recorded_lines, short_tmpdir, url_arg, wait_until
+from conftest import (
+    TESTS_DIR,
+    Rwsgi,
+    ServerFactory,
+    recorded_lines,
+    short_tmpdir,
+    url_arg,
+    wait_until,
+)
 from support.http import parse_response
 from support.transports import TRANSPORTS, Transport
 
@@ -214,3 +223,26 @@ def test_head_requests_get_a_bodiless_504(start_server: ServerFactory) -> None:
     assert response.trailing == b""
     assert response.header("content-length") == "16"
     wait_until(lambda: h.pid("uwsgi"), 10)
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--harakiri", "-1"], "--harakiri"),
+        (["--timeout", "soon"], "--harakiri"),
+        (["--harakiri-grace", "nan"], "--harakiri-grace"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_option(
+    start_server: ServerFactory, args: list[str], option: str
+) -> None:
+    argv = [sys.executable, "-m", "rwsgi", APP, "--http", "127.0.0.1:0", "--chdir", str(TESTS_DIR)]
+    server = start_server.argv([*argv, *args], wait=False)
+    assert server.wait(20) == 2, server.logs()
+    assert option in server.logs()
+
+
+def test_timeout_is_an_alias_of_harakiri(start_server: ServerFactory) -> None:
+    h = start(start_server, "--timeout", str(LIMIT))
+    _, status, _ = timed(h.transport("direct"), "/spin")
+    assert status == 504, h.server.logs()
