@@ -2,7 +2,8 @@
 //! iterator pulled one chunk at a time as the socket drains, or a
 //! `wsgi.file_wrapper` file read by Rust. Whatever the app returned has its
 //! `close()` called exactly once: when the body ends, fails, or is dropped
-//! because the client went away.
+//! because the client went away. Under `--harakiri`, each pull of an
+//! iterator is watched like the app call, whose clock it continues.
 
 use bytes::Bytes;
 use pyo3::prelude::*;

@@ -68,9 +68,8 @@ fn stack_of(py: Python<'_>, thread_id: u64) -> PyResult<String> {
 
 /// A thread leaving a call the watchdog answered for: drop a `RequestTimeout`
 /// set too late to fire inside it, so it cannot fire in the next request.
-pub(crate) fn clear_pending(py: Python<'_>) {
-    let _ = py;
-    // SAFETY: the GIL is held (`py`); a null exception clears the pending one.
+pub(crate) fn clear_pending(_py: Python<'_>) {
+    // SAFETY: the GIL is held (`_py`); a null exception clears the pending one.
     unsafe {
         pyo3::ffi::PyThreadState_SetAsyncExc(
             pyo3::ffi::PyThread_get_thread_ident() as _,
