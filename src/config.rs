@@ -106,6 +106,13 @@ pub(crate) struct Config {
     pub threads: usize,
     pub backlog: i32,
     pub graceful_timeout: Duration,
+    // Request timeouts (harakiri).
+    /// `--harakiri`: longest an app call (and the pulls of its streamed
+    /// body) may run before the watchdog answers 504; zero: off.
+    pub harakiri: Duration,
+    /// `--harakiri-grace`: how long a timed-out thread gets to unwind
+    /// before the worker asks to be replaced.
+    pub harakiri_grace: Duration,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_body_size: u64,
@@ -244,6 +251,9 @@ impl Config {
             threads,
             backlog: i32::try_from(backlog.clamp(1, i64::from(i32::MAX))).unwrap_or(i32::MAX),
             graceful_timeout: seconds(dict, "graceful_timeout")?,
+            // Request timeouts (harakiri).
+            harakiri: seconds(dict, "harakiri")?,
+            harakiri_grace: seconds(dict, "harakiri_grace")?,
             header_timeout: seconds(dict, "header_timeout")?,
             body_timeout: seconds(dict, "body_timeout")?,
             max_body_size: item(dict, "max_body_size")?,

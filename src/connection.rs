@@ -12,6 +12,7 @@
 
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -24,6 +25,7 @@ use tokio::sync::futures::OwnedNotified;
 use crate::body::RequestBody;
 use crate::body_reader::{self, BodyDecoder, BodyLimits, Framing};
 use crate::deadline::{self, LazyDeadline};
+use crate::harakiri::Client;
 use crate::log;
 use crate::refusal;
 use crate::request::{Peer, Request, RequestHead};
@@ -38,8 +40,9 @@ const READ_SIZE: usize = 8 * 1024;
 /// A connection keeps a read buffer with pipelined bytes up to this size.
 const KEPT_READ_BUFFER: usize = 64 * 1024;
 
-/// A connected stream whose readiness can be awaited without reading.
-pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sync {
+/// A connected stream whose readiness can be awaited without reading (and
+/// whose descriptor the `--harakiri` watchdog can answer on).
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sync + AsRawFd {
     /// Ready once the stream has bytes (or an end) to read.
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
 }
@@ -389,7 +392,14 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
             peer: self.peer,
             local: self.local,
         };
-        let response = self.shared.app.call(&mut request, &mut self.cache);
+        let client = Client {
+            fd: self.stream.as_raw_fd(),
+            exchange,
+        };
+        let Some(response) = self.shared.app.call(&mut request, &mut self.cache, client) else {
+            // The watchdog answered (504) and shut the socket down.
+            return Sent::Close;
+        };
         let exchange = Exchange {
             keep_alive: exchange.keep_alive && !self.shared.stop.is_set(),
             ..exchange

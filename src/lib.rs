@@ -1,5 +1,6 @@
 //! The `rwsgi._rwsgi` extension module: `serve()` and the classes the WSGI
-//! bridge hands to apps. Everything else lives in the modules below.
+//! bridge hands to apps, and `RequestTimeout`. Everything else lives in the
+//! modules below.
 
 mod board;
 mod body;
@@ -10,6 +11,7 @@ mod config;
 mod connection;
 mod deadline;
 mod error;
+mod harakiri;
 mod http;
 mod log;
 mod master;
@@ -57,5 +59,9 @@ fn _rwsgi(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<wsgi::file_wrapper::FileWrapper>()?;
     module.add_class::<wsgi::input::Input>()?;
     module.add_class::<wsgi::start_response::StartResponse>()?;
+    module.add(
+        "RequestTimeout",
+        module.py().get_type::<wsgi::timeout::RequestTimeout>(),
+    )?;
     Ok(())
 }

@@ -19,12 +19,13 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::board::Board;
 use crate::capacity::Capacity;
 use crate::config::{Address, Config, ListenerProtocol};
+use crate::harakiri::watchdog::{self, Watchdog};
 use crate::log;
 use crate::recycle::{self, Recycler};
 use crate::server::{self, Listener};
 use crate::shared::Shared;
 use crate::shutdown::{OpenConnections, StopSignal};
-use crate::wsgi::{python_thread, WsgiApp};
+use crate::wsgi::{python_thread, timeout, WsgiApp};
 
 #[cfg(not(tokio_unstable))]
 compile_error!("rwsgi needs `--cfg tokio_unstable` (set in .cargo/config.toml) for tokio's eager driver hand-off; do not override RUSTFLAGS without it");
@@ -264,6 +265,15 @@ fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>)
         slot: spec.entry,
         recycler,
     });
+    let watchdog = match start_watchdog(&shared, id) {
+        Ok(watchdog) => watchdog,
+        Err(error) => {
+            log::error(&format!(
+                "worker {id}: cannot start the --harakiri watchdog: {error}"
+            ));
+            return EXIT_START_FAILED;
+        }
+    };
     let code = runtime.block_on(async move {
         let (Ok(mut terminate), Ok(mut interrupt), Ok(mut quit)) = (
             signal(SignalKind::terminate()),
@@ -324,5 +334,29 @@ fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>)
         }
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
+    if let Some(watchdog) = watchdog {
+        watchdog.stop();
+    }
     code
+}
+
+/// The `--harakiri` watchdog, when the option is on.
+fn start_watchdog(shared: &Shared, id: usize) -> std::io::Result<Option<Watchdog>> {
+    let config = &shared.config;
+    if config.harakiri.is_zero() {
+        return Ok(None);
+    }
+    let slot = shared
+        .board
+        .slot(shared.slot)
+        .ok_or_else(|| std::io::Error::other("no slot on the workers' board"))?;
+    Watchdog::start(watchdog::Settings {
+        limit: config.harakiri,
+        grace: config.harakiri_grace,
+        worker: id,
+        board: shared.board,
+        slot,
+        unwind: timeout::unwind,
+    })
+    .map(Some)
 }

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 
 from rwsgi import _rwsgi
+from rwsgi._rwsgi import RequestTimeout
 from rwsgi.loader import AppLoadError, load_app, prepare_import_path
 from rwsgi.options import OPTIONS, OptionError, normalize
 
@@ -18,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the master ~1 MiB and 15 ms at start-up
     from typing import Any
 
-__all__ = ["OPTIONS", "AppLoadError", "OptionError", "__version__", "serve"]
+__all__ = ["OPTIONS", "AppLoadError", "OptionError", "RequestTimeout", "__version__", "serve"]
 
 __version__: str = _rwsgi.__version__
 

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from typing import Any, final
 
-__all__ = ["FileWrapper", "Input", "StartResponse", "__version__", "serve"]
+__all__ = ["FileWrapper", "Input", "RequestTimeout", "StartResponse", "__version__", "serve"]
 
 __version__: str
 
@@ -14,6 +14,9 @@ def serve(
     options: dict[str, Any],
 ) -> None:
     """Run the master until it stops; blocks. Raises OSError if a listener cannot be bound."""
+
+class RequestTimeout(BaseException):
+    """Raised in a thread whose request ran longer than ``--harakiri`` (the client got a 504)."""
 
 @final
 class FileWrapper:

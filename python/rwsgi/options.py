@@ -332,6 +332,24 @@ OPTIONS: tuple[Option, ...] = (
         "seconds in-flight requests get to finish on SIGTERM/SIGINT before workers are killed",
         metavar="SECONDS",
     ),
+    # Request timeouts (harakiri).
+    Option(
+        "harakiri",
+        _non_negative_seconds,
+        0.0,
+        "seconds an app call may run (streamed body included) before the client gets a 504 "
+        "and rwsgi.RequestTimeout is raised in its thread; 0 turns it off",
+        metavar="SECONDS",
+        aliases=("timeout",),
+    ),
+    Option(
+        "harakiri_grace",
+        _non_negative_seconds,
+        5.0,
+        "seconds a timed-out thread gets to unwind (a call blocked in C sees the exception "
+        "only when it returns) before its worker is replaced",
+        metavar="SECONDS",
+    ),
     Option(
         "header_timeout",
         _non_negative_seconds,

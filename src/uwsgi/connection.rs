@@ -7,6 +7,7 @@
 //! sockets.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -18,6 +19,7 @@ use crate::body::RequestBody;
 use crate::body_reader::{Framing, NoDecoder};
 use crate::config::Network;
 use crate::connection::{self, Cut, Incoming, Parse, Protocol};
+use crate::harakiri::Client;
 use crate::log;
 use crate::request::{Peer, Protocol as Version, Request, RequestHead};
 use crate::response::encode::{encode, Exchange};
@@ -188,9 +190,17 @@ pub(crate) async fn serve_unix(
             peer: Peer::Unix,
             local: None,
         };
-        let response = shared
+        let client = Client {
+            fd: stream.as_raw_fd(),
+            exchange,
+        };
+        let Some(response) = shared
             .app
-            .call(&mut request, &mut ConnectionCache::default());
+            .call(&mut request, &mut ConnectionCache::default(), client)
+        else {
+            // The watchdog answered (504) and shut the socket down.
+            return;
+        };
         let mut encoded = encode(response, exchange, BytesMut::new());
         shared.recycler.request_done();
         if encoded.body.is_none() {

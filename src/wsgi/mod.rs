@@ -3,7 +3,8 @@
 //! for the app call and its first body chunk (a worker with one thread keeps
 //! it until the thread parks, see `python_thread.rs`), and hands back a
 //! response whose remaining body is pulled chunk by chunk as the socket
-//! drains, taking the GIL for each pull.
+//! drains, taking the GIL for each pull. With `--harakiri`, each of those
+//! stretches of Python is watched (`crate::harakiri`, `timeout.rs`).
 
 pub(crate) mod environ;
 pub(crate) mod file_wrapper;
@@ -11,11 +12,13 @@ pub(crate) mod input;
 pub(crate) mod output;
 pub(crate) mod python_thread;
 pub(crate) mod start_response;
+pub(crate) mod timeout;
 
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::os::fd::BorrowedFd;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::CONTENT_LENGTH;
@@ -25,6 +28,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::capacity::Capacity;
 use crate::config::Config;
+use crate::harakiri::{self, Client, Outcome, Watch};
 use crate::log;
 use crate::request::Request;
 use crate::response::{FileBody, Response, ResponseBody};
@@ -39,6 +43,8 @@ pub(crate) struct WsgiApp {
     environ: EnvironTemplate,
     /// Threads inside the app; the accept loops read it for backpressure.
     pub(crate) capacity: Capacity,
+    /// `--harakiri`, when on.
+    harakiri: Option<Duration>,
 }
 
 impl WsgiApp {
@@ -52,23 +58,56 @@ impl WsgiApp {
             app,
             environ: EnvironTemplate::new(py, config)?,
             capacity,
+            harakiri: (!config.harakiri.is_zero()).then_some(config.harakiri),
         })
     }
 
     /// Run the app for one request. Never fails: app errors become a logged
-    /// 500. `cache` is the request's connection's (see `environ::template`).
-    pub(crate) fn call(&self, request: &mut Request, cache: &mut ConnectionCache) -> Response {
+    /// 500. `cache` is the request's connection's (see `environ::template`);
+    /// `client` is where the watchdog answers if the call runs past
+    /// `--harakiri`: then `None`, and the caller sends nothing and closes.
+    pub(crate) fn call(
+        &self,
+        request: &mut Request,
+        cache: &mut ConnectionCache,
+        client: Client,
+    ) -> Option<Response> {
         let _busy = self.capacity.enter();
-        Python::attach(|py| match self.call_app(py, request, cache) {
-            Ok(response) => response,
-            Err(error) => {
-                log::error(&format!(
-                    "the app failed on {}; answering 500:",
+        let watch = self
+            .harakiri
+            .map(|limit| Watch::new(client, &request.head, limit));
+        Python::attach(|py| {
+            let token = watch.as_ref().map(|watch| harakiri::enter(watch, false));
+            let result = self.call_app(py, request, cache, watch.as_ref());
+            if token.map(harakiri::leave) == Some(Outcome::TimedOut) {
+                timeout::clear_pending(py);
+                if let Err(error) = &result {
+                    if !timeout::is_timeout(py, error) {
+                        log::error(&format!(
+                            "the app failed on {} after its 504:",
+                            request.head.describe()
+                        ));
+                        error.print(py);
+                    }
+                }
+                log::info(&format!(
+                    "harakiri: {} left the app after its timeout",
                     request.head.describe()
                 ));
-                error.print(py);
-                Response::plain(StatusCode::INTERNAL_SERVER_ERROR)
+                // Dropping a response closes what the app returned.
+                return None;
             }
+            Some(match result {
+                Ok(response) => response,
+                Err(error) => {
+                    log::error(&format!(
+                        "the app failed on {}; answering 500:",
+                        request.head.describe()
+                    ));
+                    error.print(py);
+                    Response::plain(StatusCode::INTERNAL_SERVER_ERROR)
+                }
+            })
         })
     }
 
@@ -77,11 +116,12 @@ impl WsgiApp {
         py: Python<'_>,
         request: &mut Request,
         cache: &mut ConnectionCache,
+        watch: Option<&Watch>,
     ) -> PyResult<Response> {
         let environ = environ::build(py, &self.environ, request, cache)?;
         let start = start_response(py)?;
         let result = self.app.bind(py).call1((environ, &start))?;
-        match collect_body(py, &result, &start) {
+        match collect_body(py, &result, &start, watch) {
             Ok(body) => build_response(&start, body),
             Err(error) => {
                 close_result(py, &result);
@@ -116,11 +156,13 @@ fn start_response(py: Python<'_>) -> PyResult<Bound<'_, StartResponse>> {
     })
 }
 
-/// Pull the body up to its first non-empty chunk, so `start_response` has been called.
+/// Pull the body up to its first non-empty chunk, so `start_response` has
+/// been called. A streamed rest stays under `watch`.
 fn collect_body(
     py: Python<'_>,
     result: &Bound<'_, PyAny>,
     start: &Bound<'_, StartResponse>,
+    watch: Option<&Watch>,
 ) -> PyResult<ResponseBody> {
     if let Ok(list) = result.cast::<PyList>() {
         return concat_sequence(start, list.iter());
@@ -171,6 +213,7 @@ fn collect_body(
         Some(first),
         iterator.unbind(),
         result.clone().unbind(),
+        watch.copied(),
     ))))
 }
 

@@ -2,12 +2,15 @@
 //! iterator pulled one chunk at a time as the socket drains, or a
 //! `wsgi.file_wrapper` file read by Rust. Whatever the app returned has its
 //! `close()` called exactly once: when the body ends, fails, or is dropped
-//! because the client went away.
+//! because the client went away. Under `--harakiri`, each pull of an
+//! iterator is watched like the app call, whose clock it continues.
 
 use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyIterator};
 
+use super::timeout;
+use crate::harakiri::{self, Outcome, Watch};
 use crate::log;
 use crate::response::{BodyStream, StreamError};
 
@@ -82,14 +85,28 @@ pub(crate) struct IterBody {
     iterator: Option<Py<PyIterator>>,
     /// What the app returned: the object whose `close()` is owed.
     result: Option<Py<PyAny>>,
+    /// The request's `--harakiri` clock, which runs on through the pulls.
+    watch: Option<Watch>,
+}
+
+/// Why a pull gave no chunk.
+enum Failure {
+    NotBytes(String),
+    Raised(PyErr),
 }
 
 impl IterBody {
-    pub(crate) fn new(first: Option<Bytes>, iterator: Py<PyIterator>, result: Py<PyAny>) -> Self {
+    pub(crate) fn new(
+        first: Option<Bytes>,
+        iterator: Py<PyIterator>,
+        result: Py<PyAny>,
+        watch: Option<Watch>,
+    ) -> Self {
         Self {
             pending: first,
             iterator: Some(iterator),
             result: Some(result),
+            watch,
         }
     }
 
@@ -107,7 +124,53 @@ impl BodyStream for IterBody {
             return Some(Ok(chunk));
         }
         self.iterator.as_ref()?;
-        Python::attach(|py| loop {
+        if let Some(watch) = self.watch.as_ref().filter(|watch| watch.expired()) {
+            // Between pulls (the app yields quickly but never ends): the
+            // watchdog only sees a thread inside Python, so cut here.
+            log::error(&format!(
+                "harakiri: {} ran longer than {:?}; its response had started: connection closed",
+                watch.line().text(),
+                watch.limit()
+            ));
+            Python::attach(|py| self.finish(py));
+            return Some(Err(StreamError::App));
+        }
+        Python::attach(|py| {
+            let token = self
+                .watch
+                .as_ref()
+                .map(|watch| harakiri::enter(watch, true));
+            let step = self.pull(py);
+            if token.map(harakiri::leave) == Some(Outcome::TimedOut) {
+                timeout::clear_pending(py);
+                self.finish(py);
+                return Some(Err(StreamError::App));
+            }
+            match step? {
+                Ok(bytes) => Some(Ok(bytes)),
+                Err(failure) => {
+                    match failure {
+                        Failure::NotBytes(kind) => log::error(&format!(
+                            "the response iterable yielded {kind} instead of bytes; closing the connection"
+                        )),
+                        Failure::Raised(error) => {
+                            log::error("the response iterable raised after the head was sent; closing the connection:");
+                            error.print(py);
+                        }
+                    }
+                    self.finish(py);
+                    Some(Err(StreamError::App))
+                }
+            }
+        })
+    }
+}
+
+impl IterBody {
+    /// The next non-empty chunk from the app's iterator; `None` at its end
+    /// (then closed).
+    fn pull(&mut self, py: Python<'_>) -> Option<Result<Bytes, Failure>> {
+        loop {
             let iterator = self.iterator.as_ref()?;
             let step = iterator.bind(py).clone().next();
             match step {
@@ -119,22 +182,16 @@ impl BodyStream for IterBody {
                     Ok(bytes) if bytes.as_bytes().is_empty() => {}
                     Ok(bytes) => return Some(Ok(chunk_bytes(bytes))),
                     Err(_) => {
-                        log::error(&format!(
-                            "the response iterable yielded {} instead of bytes; closing the connection",
-                            chunk.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
-                        ));
-                        self.finish(py);
-                        return Some(Err(StreamError::App));
+                        let kind = chunk
+                            .get_type()
+                            .name()
+                            .map_or_else(|_| "?".into(), |n| n.to_string());
+                        return Some(Err(Failure::NotBytes(kind)));
                     }
                 },
-                Some(Err(error)) => {
-                    log::error("the response iterable raised after the head was sent; closing the connection:");
-                    error.print(py);
-                    self.finish(py);
-                    return Some(Err(StreamError::App));
-                }
+                Some(Err(error)) => return Some(Err(Failure::Raised(error))),
             }
-        })
+        }
     }
 }
 
