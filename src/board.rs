@@ -206,7 +206,10 @@ impl Board {
         let (header, slots) = unsafe {
             let header = &*memory.cast::<Header>();
             let first = memory.cast::<u8>().add(std::mem::size_of::<Header>());
-            (header, std::slice::from_raw_parts(first.cast::<Slot>(), slots))
+            (
+                header,
+                std::slice::from_raw_parts(first.cast::<Slot>(), slots),
+            )
         };
         let (read, write) = doorbell()?;
         // The write end lives as long as the process, like the mapping.
@@ -327,7 +330,11 @@ mod tests {
         // SAFETY: waits for the child we just forked.
         unsafe { libc::waitpid(pid, &raw mut status, 0) };
         assert!(board.sibling_has_free_thread(1));
-        assert_eq!(slot.recycle_asked(), Some(Recycle::Rss), "the first reason is kept");
+        assert_eq!(
+            slot.recycle_asked(),
+            Some(Recycle::Rss),
+            "the first reason is kept"
+        );
         drain_rings(&bell);
         slot.reset();
         assert_eq!(slot.recycle_asked(), None);

@@ -106,6 +106,9 @@ pub(crate) struct Config {
     pub threads: usize,
     pub backlog: i32,
     pub graceful_timeout: Duration,
+    // -- systemd, pidfile, process titles (issue 13)
+    /// `--pidfile`: where the master writes its pid (absolute, resolved by the option table).
+    pub pidfile: Option<PathBuf>,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_body_size: u64,
@@ -181,12 +184,7 @@ impl Config {
                 listeners.push(ListenerSpec { protocol, address });
             }
         }
-        if listeners.is_empty() {
-            return Err(Error::Config {
-                option: "http",
-                message: "no listener given".into(),
-            });
-        }
+        // No listener is fine here: systemd may pass them (`net::listen` checks).
         let allow: Vec<String> = item(dict, "uwsgi_allow_from")?;
         let uwsgi_allow_from = allow
             .iter()
@@ -231,6 +229,8 @@ impl Config {
             threads,
             backlog: i32::try_from(backlog.clamp(1, i64::from(i32::MAX))).unwrap_or(i32::MAX),
             graceful_timeout: seconds(dict, "graceful_timeout")?,
+            // -- systemd, pidfile, process titles (issue 13)
+            pidfile: item(dict, "pidfile")?,
             header_timeout: seconds(dict, "header_timeout")?,
             body_timeout: seconds(dict, "body_timeout")?,
             max_body_size: item(dict, "max_body_size")?,

@@ -14,6 +14,7 @@ mod http;
 mod log;
 mod master;
 mod net;
+mod proctitle;
 mod refusal;
 mod request;
 mod response;

@@ -74,6 +74,10 @@ fn load_app(py: Python<'_>, spec: &WorkerSpec) -> Result<Py<PyAny>, i32> {
 
 /// The worker's whole life; returns its exit status.
 pub(crate) fn run(py: Python<'_>, spec: WorkerSpec) -> i32 {
+    crate::proctitle::set(&format!(
+        "rwsgi: worker {} [{}]",
+        spec.id, spec.config.app_label
+    ));
     // If the master dies without stopping us, stop too rather than serve orphaned.
     #[cfg(target_os = "linux")]
     // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and no pointers.

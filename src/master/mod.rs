@@ -6,7 +6,9 @@
 //! dispatches, with the GIL released while it waits.
 
 mod fork;
+mod pidfile;
 mod signals;
+mod systemd;
 
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
@@ -15,11 +17,11 @@ use pyo3::prelude::*;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU};
 
 use crate::board::{self, Board};
-use crate::config::Address;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log;
 use crate::net::{self, BoundAddress, UnixSocketFile};
+use crate::proctitle;
 use crate::worker::{self, WorkerListener, WorkerSpec, EXIT_APP_LOAD};
 use fork::Forked;
 use signals::SignalQueue;
@@ -30,6 +32,8 @@ const QUICK_DEATH: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long the loop sleeps when nothing is scheduled.
 const IDLE_TICK: Duration = Duration::from_secs(1);
+/// How often the loop looks for every worker serving, until READY=1 is sent to systemd.
+const READY_POLL: Duration = Duration::from_millis(50);
 
 /// One worker position; its process comes and goes.
 struct Slot {
@@ -62,6 +66,15 @@ pub(crate) struct Arbiter {
     doorbell: OwnedFd,
     stopping: Option<Stopping>,
     exit_error: Option<Error>,
+    // -- systemd, pidfile, process titles (issue 13)
+    /// Tells systemd how the master is doing (no-op without NOTIFY_SOCKET).
+    notifier: systemd::Notifier,
+    /// When the next `WATCHDOG=1` is due, if systemd set a watchdog.
+    watchdog: Option<systemd::Watchdog>,
+    /// Whether READY=1 was sent (once every worker serves for the first time).
+    notified_ready: bool,
+    /// Removed when the master (the Arbiter) is dropped.
+    _pidfile: Option<pidfile::Pidfile>,
 }
 
 fn kill(pid: i32, signal: i32) {
@@ -102,20 +115,18 @@ impl Arbiter {
         app: Option<Py<PyAny>>,
         loader: Option<Py<PyAny>>,
     ) -> Result<Self> {
-        let mut listeners = Vec::new();
-        let mut unix_files = Vec::new();
-        for spec in &config.listeners {
-            match net::bind(spec, config.workers, &config) {
-                Ok((bound, file)) => {
-                    listeners.push(bound);
-                    unix_files.extend(file);
-                }
-                Err(error) => {
-                    unix_files.iter().for_each(UnixSocketFile::remove);
-                    return Err(error);
-                }
-            }
+        if let Some(path) = &config.pidfile {
+            pidfile::check(path)?;
         }
+        let (listeners, unix_files) = net::listen(&config, config.workers)?;
+        let pidfile = match config.pidfile.as_deref().map(pidfile::Pidfile::create) {
+            Some(Err(error)) => {
+                unix_files.iter().for_each(UnixSocketFile::remove);
+                return Err(error);
+            }
+            Some(Ok(pidfile)) => Some(pidfile),
+            None => None,
+        };
         let now = Instant::now();
         let slots = (1..=config.workers)
             .map(|id| Slot {
@@ -139,6 +150,10 @@ impl Arbiter {
             doorbell,
             stopping: None,
             exit_error: None,
+            notifier: systemd::Notifier::new(),
+            watchdog: None,
+            notified_ready: false,
+            _pidfile: pidfile,
         })
     }
 
@@ -150,7 +165,7 @@ impl Arbiter {
             self.config.app_label
         ));
         for listener in &self.listeners {
-            log::info(&format!("listening on {}", listener.url()));
+            log::info(&listener.listening_line());
         }
         log::info(&format!(
             "master pid {}: {} worker(s) x {} thread(s), app {}, backlog {}",
@@ -168,7 +183,9 @@ impl Arbiter {
 
     /// Supervise until stopped; the error, if any, says why the master gave up.
     pub(crate) fn run(mut self, py: Python<'_>) -> Result<()> {
+        proctitle::set(&format!("rwsgi: master [{}]", self.config.app_label));
         self.banner(py);
+        self.watchdog = systemd::Watchdog::new(self.notifier.watchdog_interval());
         freeze_for_fork(py);
         let previous = python_handlers(py).map_err(|e| {
             Error::system(
@@ -184,6 +201,7 @@ impl Arbiter {
         for file in &self.unix_files {
             file.remove();
         }
+        proctitle::restore();
         outcome
     }
 
@@ -198,6 +216,7 @@ impl Arbiter {
                     self.stop_gracefully("cannot start a worker");
                 }
             }
+            self.notify_systemd();
             if self.stopping.is_some() && self.live_workers() == 0 {
                 break;
             }
@@ -232,8 +251,48 @@ impl Arbiter {
         if let Some(Stopping::Graceful { deadline }) = self.stopping {
             wake = wake.min(deadline);
         }
+        if let Some(watchdog) = &self.watchdog {
+            wake = wake.min(watchdog.due());
+        }
+        if !self.notified_ready && self.stopping.is_none() && self.notifier.is_active() {
+            wake = wake.min(now + READY_POLL);
+        }
         wake.saturating_duration_since(now)
             .max(Duration::from_millis(1))
+    }
+
+    // -- systemd (issue 13): the integrator's `on_all_workers_ready()` replaces the READY part.
+    /// Ping the watchdog when due; send READY=1 once every worker serves
+    /// for the first time (read from the board: no message from workers).
+    fn notify_systemd(&mut self) {
+        if let Some(watchdog) = &mut self.watchdog {
+            watchdog.tick(&self.notifier);
+        }
+        if self.notified_ready || self.stopping.is_some() {
+            return;
+        }
+        let all_serving = self.slots.iter().all(|slot| {
+            slot.pid.is_some()
+                && self
+                    .board
+                    .slot(slot.id - 1)
+                    .is_some_and(board::Slot::is_serving)
+        });
+        if all_serving {
+            self.notified_ready = true;
+            self.notifier.ready(&self.status_line());
+        }
+    }
+
+    /// The STATUS= line once serving: "serving on http://..., 2 workers".
+    fn status_line(&self) -> String {
+        let urls: Vec<String> = self.listeners.iter().map(BoundAddress::url).collect();
+        format!(
+            "serving on {}, {} worker(s) x {} thread(s)",
+            urls.join(" "),
+            self.config.workers,
+            self.config.threads
+        )
     }
 
     fn live_workers(&self) -> usize {
@@ -273,6 +332,8 @@ impl Arbiter {
             "{why}: stopping gracefully (in-flight requests get {:?})",
             self.config.graceful_timeout
         ));
+        self.notifier
+            .stopping(&format!("stopping gracefully ({why})"));
         self.stopping = Some(Stopping::Graceful {
             deadline: Instant::now() + self.config.graceful_timeout + Duration::from_secs(1),
         });
@@ -284,6 +345,9 @@ impl Arbiter {
 
     /// Kill every worker now.
     fn halt(&mut self) {
+        if self.stopping.is_none() {
+            self.notifier.stopping("stopping at once");
+        }
         self.stopping = Some(Stopping::Immediate);
         self.listeners.clear();
         for pid in self.slots.iter().filter_map(|slot| slot.pid) {
@@ -379,10 +443,12 @@ impl Arbiter {
         let mut listeners = Vec::new();
         for mut bound in std::mem::take(&mut self.listeners) {
             let own = bound.per_slot.remove(index);
-            // A unix socket is one socket shared by all: the copies are not siblings.
-            let siblings = match bound.address {
-                Address::Tcp(_) => std::mem::take(&mut bound.per_slot),
-                Address::Unix(_) | Address::Abstract(_) => Vec::new(),
+            // A unix socket (or one from systemd) is one socket shared by
+            // all: the copies are not siblings.
+            let siblings = if bound.has_sibling_sockets() {
+                std::mem::take(&mut bound.per_slot)
+            } else {
+                Vec::new()
             };
             listeners.push(WorkerListener {
                 protocol: bound.protocol,
