@@ -36,7 +36,14 @@ pub(crate) struct InheritedSocket {
 /// `LISTEN_FDS` and `LISTEN_FDNAMES`. Call in the master before it starts
 /// any thread (it changes the environment).
 pub(crate) fn take_from_environment() -> Result<Vec<InheritedSocket>> {
-    if std::env::var_os("LISTEN_FDS").is_none() {
+    // sd-notify would call LISTEN_FDNAMES invalid when LISTEN_PID names
+    // another process (it then counts no fds): those are not ours, whatever
+    // their names.
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        == Some(std::process::id());
+    if std::env::var_os("LISTEN_FDS").is_none() || !ours {
         return Ok(Vec::new());
     }
     // SAFETY: the master is single-threaded here (it must be, to fork
