@@ -41,30 +41,36 @@ fn option_error(message: String) -> Error {
     }
 }
 
+fn held_by(path: &Path, pid: u32) -> Error {
+    option_error(format!(
+        "--pidfile {} names rwsgi pid {pid}, which is running: another server uses this \
+         pid file (stop it, or give another --pidfile)",
+        path.display()
+    ))
+}
+
 /// Refuse if `path` names another live rwsgi; call before binding, so a
 /// second server says so instead of failing on its ports.
 pub(crate) fn check(path: &Path) -> Result<()> {
     match holder(path)? {
-        Holder::Live(pid) => Err(option_error(format!(
-            "--pidfile {} names rwsgi pid {pid}, which is running: another server uses this \
-             pid file (stop it, or give another --pidfile)",
-            path.display()
-        ))),
+        Holder::Live(pid) => Err(held_by(path, pid)),
         Holder::Nobody | Holder::Us | Holder::Stale(_) => Ok(()),
     }
 }
 
 impl Pidfile {
-    /// Write our pid to `path` (after `check` passed and the listeners are bound).
+    /// Write our pid to `path` (after `check` passed and the listeners are
+    /// bound), refusing it again if another rwsgi took it meanwhile.
     pub(crate) fn create(path: &Path) -> Result<Self> {
-        let pid = std::process::id();
-        if let Holder::Stale(why) = holder(path)? {
-            log::warning(&format!(
+        match holder(path)? {
+            Holder::Live(pid) => return Err(held_by(path, pid)),
+            Holder::Stale(why) => log::warning(&format!(
                 "--pidfile {}: replacing a stale pid file ({why})",
                 path.display()
-            ));
+            )),
+            Holder::Nobody | Holder::Us => {}
         }
-        check(path)?;
+        let pid = std::process::id();
         write_atomically(path, pid).map_err(|error| {
             option_error(format!(
                 "cannot write --pidfile {}: {error}",

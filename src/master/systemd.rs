@@ -66,9 +66,9 @@ impl Notifier {
         self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
     }
 
-    #[allow(dead_code)] // for the SIGHUP reload, which comes with the integrator's master
     /// A reload begins: `RELOADING=1` with `MONOTONIC_USEC` (systemd 253+
     /// fails a reload without it); `ready` ends it.
+    #[allow(dead_code)] // for the SIGHUP reload, which comes with the integrator's master
     pub(crate) fn reloading(&self) {
         match NotifyState::monotonic_usec_now() {
             Ok(now) => self.send(&[
@@ -85,8 +85,8 @@ impl Notifier {
         self.send(&[NotifyState::Stopping, NotifyState::Status(status)]);
     }
 
-    #[allow(dead_code)] // for reloads and worker-count changes (the integrator's)
     /// A free-form `STATUS=` line (`systemctl status` shows it).
+    #[allow(dead_code)] // for reloads and worker-count changes (the integrator's)
     pub(crate) fn status(&self, text: &str) {
         self.send(&[NotifyState::Status(text)]);
     }
