@@ -113,6 +113,9 @@ pub(crate) struct Config {
     /// `--harakiri-grace`: how long a timed-out thread gets to unwind
     /// before the worker asks to be replaced.
     pub harakiri_grace: Duration,
+    // -- systemd, pidfile, process titles (issue 13)
+    /// `--pidfile`: where the master writes its pid (absolute, resolved by the option table).
+    pub pidfile: Option<PathBuf>,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_body_size: u64,
@@ -201,12 +204,7 @@ impl Config {
                 listeners.push(ListenerSpec { protocol, address });
             }
         }
-        if listeners.is_empty() {
-            return Err(Error::Config {
-                option: "http",
-                message: "no listener given".into(),
-            });
-        }
+        // No listener is fine here: systemd may pass them (`net::listen` checks).
         let allow: Vec<String> = item(dict, "uwsgi_allow_from")?;
         let uwsgi_allow_from = allow
             .iter()
@@ -254,6 +252,8 @@ impl Config {
             // Request timeouts (harakiri).
             harakiri: seconds(dict, "harakiri")?,
             harakiri_grace: seconds(dict, "harakiri_grace")?,
+            // -- systemd, pidfile, process titles (issue 13)
+            pidfile: item(dict, "pidfile")?,
             header_timeout: seconds(dict, "header_timeout")?,
             body_timeout: seconds(dict, "body_timeout")?,
             max_body_size: item(dict, "max_body_size")?,

@@ -16,6 +16,7 @@ mod http;
 mod log;
 mod master;
 mod net;
+mod proctitle;
 mod recycle;
 mod refusal;
 mod request;

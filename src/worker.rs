@@ -104,6 +104,10 @@ fn adopt_master(master: i32) -> bool {
 
 /// The worker's whole life; returns its exit status.
 pub(crate) fn run(py: Python<'_>, spec: WorkerSpec) -> i32 {
+    crate::proctitle::set(&format!(
+        "rwsgi: worker {} [{}]",
+        spec.id, spec.config.app_label
+    ));
     if !py.detach(|| adopt_master(spec.master)) {
         return 0;
     }

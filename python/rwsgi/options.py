@@ -89,6 +89,31 @@ def _default_spool_dir() -> str:
     return os.path.abspath(tempfile.gettempdir())
 
 
+def _pidfile(name: str, value: object) -> str | None:
+    """A file path, made absolute before --chdir applies; its folder must exist."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path, not {type(value).__name__}")
+    path = os.fspath(value)
+    if not isinstance(path, str) or not path:
+        raise OptionError(f"{name} must be a non-empty text path")
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        raise OptionError(f"{name}: {path!r} is a directory")
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise OptionError(f"{name}: the folder {folder!r} does not exist")
+    return path
+
+
+def _socket_activated() -> bool:
+    """systemd passed this process its listening sockets (LISTEN_FDS, LISTEN_PID)."""
+    return os.environ.get("LISTEN_PID") == str(os.getpid()) and os.environ.get(
+        "LISTEN_FDS", "0"
+    ) not in ("", "0")
+
+
 def _string_list(name: str, value: object) -> list[str]:
     items: list[object]
     if isinstance(value, (str, os.PathLike)):
@@ -349,6 +374,14 @@ OPTIONS: tuple[Option, ...] = (
         "seconds a timed-out thread gets to unwind (a call blocked in C sees the exception "
         "only when it returns) before its worker is replaced",
         metavar="SECONDS",
+    # -- systemd, pidfile, process titles (issue 13)
+    Option(
+        "pidfile",
+        _pidfile,
+        None,
+        "write the master's pid to this file once listening (removed at exit; refused if "
+        "another running rwsgi holds it)",
+        metavar="PATH",
     ),
     Option(
         "header_timeout",
@@ -482,7 +515,7 @@ def normalize(values: Mapping[str, object]) -> dict[str, Any]:
             config[option.name] = list(default) if isinstance(default, list) else default
     if config["spool_dir"] is None:
         config["spool_dir"] = _default_spool_dir()
-    if not (config["http"] or config["http_socket"] or config["socket"]):
+    if not (config["http"] or config["http_socket"] or config["socket"] or _socket_activated()):
         raise OptionError(
             "no listener: give --http 127.0.0.1:8000, --http-socket ADDR or --socket ADDR"
         )

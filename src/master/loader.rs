@@ -18,7 +18,7 @@ use std::os::unix::net::UnixStream;
 use pyo3::prelude::*;
 
 use crate::board::Board;
-use crate::config::{Address, Config};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log;
 use crate::net::BoundAddress;
@@ -329,7 +329,7 @@ fn worker_spec(py: Python<'_>, context: &mut LoaderContext<'_>, order: SpawnOrde
     let mut listeners = Vec::new();
     for bound in std::mem::take(context.listeners) {
         let own = owned_sockets(bound.per_slot.len(), order.id, order.workers);
-        let shared_socket = !matches!(bound.address, Address::Tcp(_));
+        let shared_socket = !bound.has_sibling_sockets();
         let (mut mine, mut others) = (Vec::new(), Vec::new());
         for (index, fd) in bound.per_slot.into_iter().enumerate() {
             if own.contains(&index) {

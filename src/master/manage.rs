@@ -159,12 +159,7 @@ impl Arbiter {
         if self.reload.as_ref().is_some_and(|r| r.generation == 0) {
             match self.start_generation(py, signals) {
                 Ok(number) => self.reload = Some(Reload { generation: number }),
-                Err(error) => {
-                    log::error(&format!(
-                        "reload failed: {error}; the old workers keep serving"
-                    ));
-                    self.reload = None;
-                }
+                Err(error) => self.reload_failed(&error.to_string()),
             }
         }
         if self.current.is_none() && self.reload.is_none() {
@@ -209,6 +204,7 @@ impl Arbiter {
         let ready = self.fleet.workers.iter().filter(|w| w.ready).count();
         if !self.ever_ready && ready >= self.fleet.positions.len() {
             self.ever_ready = true;
+            self.notifier.ready(&self.status_line());
         }
     }
 
@@ -256,5 +252,6 @@ impl Arbiter {
         let count = self.fleet.positions.len();
         self.retire_where(|worker| worker.id > count);
         log::info(&format!("SIGTTOU: {count} worker(s) from now on"));
+        self.notifier.status(&self.status_line());
     }
 }

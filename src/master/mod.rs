@@ -13,9 +13,11 @@
 mod fork;
 mod loader;
 mod manage;
+mod pidfile;
 mod reap;
 mod reload;
 mod signals;
+mod systemd;
 mod workers;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -29,6 +31,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log;
 use crate::net::{self, BoundAddress, UnixSocketFile};
+use crate::proctitle;
 use crate::worker::EXIT_APP_LOAD;
 use loader::Generation;
 use signals::SignalQueue;
@@ -82,6 +85,12 @@ pub(crate) struct Arbiter {
     doorbell: OwnedFd,
     stopping: Option<Stopping>,
     exit_error: Option<Error>,
+    /// Tells systemd how the master is doing (no-op without NOTIFY_SOCKET).
+    notifier: systemd::Notifier,
+    /// When the next `WATCHDOG=1` is due, if systemd set a watchdog.
+    watchdog: Option<systemd::Watchdog>,
+    /// Removed when the master (the Arbiter) is dropped.
+    _pidfile: Option<pidfile::Pidfile>,
 }
 
 fn kill(pid: i32, signal: i32) {
@@ -133,20 +142,18 @@ impl Arbiter {
         app: Option<Py<PyAny>>,
         loader: Option<Py<PyAny>>,
     ) -> Result<Self> {
-        let mut listeners = Vec::new();
-        let mut unix_files = Vec::new();
-        for spec in &config.listeners {
-            match net::bind(spec, config.workers, &config) {
-                Ok((bound, file)) => {
-                    listeners.push(bound);
-                    unix_files.extend(file);
-                }
-                Err(error) => {
-                    unix_files.iter().for_each(UnixSocketFile::remove);
-                    return Err(error);
-                }
-            }
+        if let Some(path) = &config.pidfile {
+            pidfile::check(path)?;
         }
+        let (listeners, unix_files) = net::listen(&config, config.workers)?;
+        let pidfile = match config.pidfile.as_deref().map(pidfile::Pidfile::create) {
+            Some(Err(error)) => {
+                unix_files.iter().for_each(UnixSocketFile::remove);
+                return Err(error);
+            }
+            Some(Ok(pidfile)) => Some(pidfile),
+            None => None,
+        };
         let (board, doorbell) = Board::new(board::MAX_SLOTS)
             .map_err(|error| Error::system("mapping the workers' board", error))?;
         Ok(Self {
@@ -168,6 +175,9 @@ impl Arbiter {
             doorbell,
             stopping: None,
             exit_error: None,
+            notifier: systemd::Notifier::new(),
+            watchdog: None,
+            _pidfile: pidfile,
         })
     }
 
@@ -179,7 +189,7 @@ impl Arbiter {
             self.config.app_label
         ));
         for listener in &self.listeners {
-            log::info(&format!("listening on {}", listener.url()));
+            log::info(&listener.listening_line());
         }
         log::info(&format!(
             "master pid {}: {} worker(s) x {} thread(s), app {}, backlog {}",
@@ -197,7 +207,9 @@ impl Arbiter {
 
     /// Supervise until stopped; the error, if any, says why the master gave up.
     pub(crate) fn run(mut self, py: Python<'_>) -> Result<()> {
+        proctitle::set(&format!("rwsgi: master [{}]", self.config.app_label));
         self.banner(py);
+        self.watchdog = systemd::Watchdog::new(self.notifier.watchdog_interval());
         become_subreaper()?;
         let previous = python_handlers(py).map_err(|e| {
             Error::system(
@@ -213,6 +225,7 @@ impl Arbiter {
         for file in &self.unix_files {
             file.remove();
         }
+        proctitle::restore();
         outcome
     }
 
@@ -251,6 +264,9 @@ impl Arbiter {
             self.read_reports();
             self.reap_children();
             self.check_deadlines();
+            if let Some(watchdog) = &mut self.watchdog {
+                watchdog.tick(&self.notifier);
+            }
         }
         log::info("master stopped");
         match self.exit_error.take() {
@@ -275,6 +291,9 @@ impl Arbiter {
             Some(Stopping::Draining { until }) => wake = wake.min(until),
             _ => {}
         }
+        if let Some(watchdog) = &self.watchdog {
+            wake = wake.min(watchdog.due());
+        }
         if self
             .fleet
             .workers
@@ -287,6 +306,17 @@ impl Arbiter {
         }
         wake.saturating_duration_since(now)
             .max(Duration::from_millis(1))
+    }
+
+    /// The STATUS= line once serving: "serving on http://..., 2 worker(s)".
+    fn status_line(&self) -> String {
+        let urls: Vec<String> = self.listeners.iter().map(BoundAddress::url).collect();
+        format!(
+            "serving on {}, {} worker(s) x {} thread(s)",
+            urls.join(" "),
+            self.fleet.positions.len(),
+            self.config.threads
+        )
     }
 
     fn dispatch(&mut self, signal: i32) {
@@ -313,6 +343,7 @@ impl Arbiter {
                     "SIGTTIN: {} worker(s) from now on",
                     self.fleet.positions.len()
                 ));
+                self.notifier.status(&self.status_line());
             }
             SIGTTOU if self.stopping.is_none() => self.remove_position(),
             _ => {}
@@ -333,6 +364,8 @@ impl Arbiter {
             "{why}: readiness answers 503 for {delay:?} (--health-drain-delay), then stopping"
         ));
         self.board.set_draining(true);
+        self.notifier
+            .stopping(&format!("draining for {delay:?} ({why})"));
         self.stopping = Some(Stopping::Draining {
             until: Instant::now() + delay,
         });
@@ -352,6 +385,8 @@ impl Arbiter {
             self.config.graceful_timeout
         ));
         self.board.set_draining(true);
+        self.notifier
+            .stopping(&format!("stopping gracefully ({why})"));
         self.stopping = Some(Stopping::Graceful {
             deadline: Instant::now() + self.config.graceful_timeout + Duration::from_secs(1),
         });
@@ -373,6 +408,9 @@ impl Arbiter {
 
     /// Kill every worker and loader now.
     fn halt(&mut self) {
+        if self.stopping.is_none() {
+            self.notifier.stopping("stopping at once");
+        }
         self.stopping = Some(Stopping::Immediate);
         self.listeners.clear();
         for pid in self

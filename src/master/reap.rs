@@ -71,16 +71,12 @@ impl Arbiter {
             return;
         }
         if self.reload.as_ref().is_some_and(|r| r.generation == number) {
-            self.reload = None;
-            self.abandon(number);
             if failed_to_load(status) {
-                log::error(&format!(
-                    "reload failed: generation {number} could not load the app (traceback above); the old workers keep serving"
+                self.reload_failed(&format!(
+                    "generation {number} could not load the app (traceback above)"
                 ));
             } else {
-                log::error(&format!(
-                    "reload failed: generation {number}'s loader {how}; the old workers keep serving"
-                ));
+                self.reload_failed(&format!("generation {number}'s loader {how}"));
             }
             return;
         }
@@ -114,12 +110,7 @@ impl Arbiter {
             .as_ref()
             .is_some_and(|r| r.generation == worker.generation)
         {
-            let number = worker.generation;
-            log::error(&format!(
-                "reload failed: a new worker (pid {pid}) {how} before accepting; the old workers keep serving"
-            ));
-            self.reload = None;
-            self.abandon(number);
+            self.reload_failed(&format!("a new worker (pid {pid}) {how} before accepting"));
             return;
         }
         log::warning(&format!(

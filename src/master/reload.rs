@@ -18,6 +18,7 @@ impl Arbiter {
             self.abandon(previous.generation);
         }
         log::info("SIGHUP: reloading (new workers start before the old ones retire)");
+        self.notifier.reloading();
         // Started from the loop (it needs the signal queue): mark it.
         self.reload = Some(Reload { generation: 0 });
     }
@@ -50,11 +51,7 @@ impl Arbiter {
             .collect();
         for id in &missing {
             if let Err(error) = self.spawn_worker(number, *id) {
-                log::error(&format!(
-                    "reload failed: {error}; the old workers keep serving"
-                ));
-                self.reload = None;
-                self.abandon(number);
+                self.reload_failed(&error.to_string());
                 return;
             }
         }
@@ -76,9 +73,24 @@ impl Arbiter {
         self.retire_where(|worker| worker.generation != number);
         self.let_go_of_loaders(|g| g.number != number);
         self.current = Some(number);
+        self.notifier.ready(&self.status_line());
         self.replacing = None;
         log::info(&format!(
             "reload: generation {number} serves; generation(s) {old:?} retiring"
         ));
+    }
+
+    /// Give up the reload under way: its generation (if started) is
+    /// abandoned, the old workers serve on, systemd hears we are ready again.
+    pub(super) fn reload_failed(&mut self, why: &str) {
+        log::error(&format!(
+            "reload failed: {why}; the old workers keep serving"
+        ));
+        if let Some(reload) = self.reload.take() {
+            if reload.generation != 0 {
+                self.abandon(reload.generation);
+            }
+        }
+        self.notifier.ready(&self.status_line());
     }
 }

@@ -5,8 +5,10 @@
 //! one shared socket, one worker once took all 100 connections of a benchmark).
 //! A unix socket is bound once and shared. A worker keeps only its own slot's
 //! descriptors; the master keeps them all, so a respawned worker inherits a
-//! socket whose backlog never stopped queueing.
+//! socket whose backlog never stopped queueing. A socket inherited from
+//! systemd (`inherited.rs`) is one socket shared by every worker.
 
+mod inherited;
 mod unix;
 
 use std::net::SocketAddr;
@@ -25,6 +27,9 @@ pub(crate) struct BoundAddress {
     /// The address actually bound (port 0 replaced by the kernel's choice).
     pub address: Address,
     pub per_slot: Vec<OwnedFd>,
+    /// Received from systemd (`LISTEN_FDS`) rather than bound: one socket
+    /// shared by every slot (no `SO_REUSEPORT` siblings to watch).
+    pub inherited: bool,
 }
 
 impl BoundAddress {
@@ -42,6 +47,87 @@ impl BoundAddress {
             }
         }
     }
+
+    /// The banner's line for this listener.
+    pub(crate) fn listening_line(&self) -> String {
+        let origin = if self.inherited {
+            " (from systemd)"
+        } else {
+            ""
+        };
+        format!("listening on {}{origin}", self.url())
+    }
+
+    /// Whether each slot has a socket of its own (`SO_REUSEPORT`), so a
+    /// worker can watch its siblings' for connections waiting too long.
+    pub(crate) fn has_sibling_sockets(&self) -> bool {
+        matches!(self.address, Address::Tcp(_)) && !self.inherited
+    }
+}
+
+/// Every listener of `config`, for `slots` workers: the sockets systemd
+/// passed (`LISTEN_FDS`) where they match a configured address or match
+/// none, the rest bound here. Also returns the unix socket files to remove
+/// at exit (on an error, those made so far are removed at once).
+pub(crate) fn listen(
+    config: &Config,
+    slots: usize,
+) -> Result<(Vec<BoundAddress>, Vec<UnixSocketFile>)> {
+    let mut unix_files = Vec::new();
+    match listen_into(config, slots, &mut unix_files) {
+        Ok(listeners) => Ok((listeners, unix_files)),
+        Err(error) => {
+            unix_files.iter().for_each(UnixSocketFile::remove);
+            Err(error)
+        }
+    }
+}
+
+fn listen_into(
+    config: &Config,
+    slots: usize,
+    unix_files: &mut Vec<UnixSocketFile>,
+) -> Result<Vec<BoundAddress>> {
+    let mut inherited = inherited::take_from_environment()?;
+    let mut listeners = Vec::new();
+    for spec in &config.listeners {
+        if let Some(index) = inherited
+            .iter()
+            .position(|socket| socket.serves(&spec.address))
+        {
+            // The configured protocol wins over the socket's name.
+            listeners.push(from_systemd(inherited.remove(index), spec.protocol, slots)?);
+            continue;
+        }
+        let (bound, file) = bind(spec, slots, config)?;
+        listeners.push(bound);
+        unix_files.extend(file);
+    }
+    for socket in inherited {
+        let protocol = socket.named_protocol();
+        listeners.push(from_systemd(socket, protocol, slots)?);
+    }
+    if listeners.is_empty() {
+        return Err(Error::Config {
+            option: "http",
+            message: "no listener given (and no socket passed by systemd in LISTEN_FDS)".into(),
+        });
+    }
+    Ok(listeners)
+}
+
+fn from_systemd(
+    socket: inherited::InheritedSocket,
+    protocol: ListenerProtocol,
+    slots: usize,
+) -> Result<BoundAddress> {
+    let (address, per_slot) = socket.into_slots(slots)?;
+    Ok(BoundAddress {
+        protocol,
+        address,
+        per_slot,
+        inherited: true,
+    })
 }
 
 fn bind_tcp_socket(address: SocketAddr, backlog: i32) -> std::io::Result<Socket> {
@@ -125,6 +211,7 @@ pub(crate) fn bind(
                 protocol: spec.protocol,
                 address: Address::Tcp(local),
                 per_slot,
+                inherited: false,
             };
             Ok((bound, None))
         }
@@ -141,6 +228,7 @@ pub(crate) fn bind(
                 protocol: spec.protocol,
                 address: spec.address.clone(),
                 per_slot,
+                inherited: false,
             };
             Ok((bound, file))
         }

@@ -91,6 +91,7 @@ class Server:
         workers: int = 1,
         env: dict[str, str] | None = None,
         wait: bool = True,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.argv = list(argv)
         self.expected_listeners = listeners
@@ -111,6 +112,7 @@ class Server:
             stderr=subprocess.PIPE,
             env=full_env,
             cwd=str(TESTS_DIR),
+            pass_fds=pass_fds,
         )
         self.pid = self.proc.pid
         assert self.proc.stderr is not None and self.proc.stdout is not None
@@ -463,9 +465,12 @@ class ServerFactory:
         workers: int = 1,
         env: dict[str, str] | None = None,
         wait: bool = True,
+        pass_fds: Sequence[int] = (),
     ) -> Server:
         """Start any command line that behaves like the rwsgi master."""
-        server = Server(argv, listeners=listeners, workers=workers, env=env, wait=False)
+        server = Server(
+            argv, listeners=listeners, workers=workers, env=env, wait=False, pass_fds=pass_fds
+        )
         self.servers.append(server)
         if wait:
             server.wait_ready()
