@@ -374,6 +374,7 @@ OPTIONS: tuple[Option, ...] = (
         "seconds a timed-out thread gets to unwind (a call blocked in C sees the exception "
         "only when it returns) before its worker is replaced",
         metavar="SECONDS",
+    ),
     # -- systemd, pidfile, process titles (issue 13)
     Option(
         "pidfile",
