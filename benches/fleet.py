@@ -583,9 +583,10 @@ def render(data: dict) -> str:
             verdict = "met" if run["failed"] == i["POST"] and run["failed_gets"] == 0 else "NOT met"
             lines.append(
                 f"- {name}: in flight on the killed host (nginx had connected, no answer came): "
-                f"{i['POST']} POST, {i['GET']} GET; nginx passed the GETs on and answered "
-                f"{i['lost']} of them all with an error; {i['refused_attempts']} later attempts "
-                f"refused there. Target (only its in-flight POSTs lost): {verdict}"
+                f"{i['POST']} POST, {i['GET']} GET, of which {i['lost']} ended in an error for the "
+                f"client (nginx passes a GET on to the next host, not a POST that was sent); "
+                f"{i['refused_attempts']} later attempts refused there. Target (only its "
+                f"in-flight POSTs lost): {verdict}"
             )
         else:
             met = run["failed"] == 0 and None not in run.get("new_version_after", {}).values()

@@ -807,8 +807,9 @@ def render(data: dict) -> str:
         + f", {args['timeout']:.0f} s timeout per request; the generator shares the "
         "machine's cores",
         "- failure kinds: refused (connect refused), reset (ECONNRESET/EPIPE), closed (EOF before "
-        "the whole answer), timeout, non-2xx, wrong body; worst second: the fewest answers in one "
-        "whole second of the load, as a share of the median second",
+        "the whole answer), timeout, non-2xx, wrong body; req/s median: the median whole second "
+        f"from {RAMP_S:.0f} s after the load began; worst second: the fewest answers in any 1 s "
+        "window (sliding by 0.1 s), and its share of the median",
     ]
     for scenario in data["scenarios"]:
         runs = [r for r in data["runs"] if r["scenario"] == scenario]
