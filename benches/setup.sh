@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs everything benches/compare.py and benches/nginx.py run: wrk, libev
-# and nginx-light (Debian), the peer servers and rwsgi (from this checkout) in
-# benches/.venv, and the bare hyper server (benches/hyper_bare, release build).
+# Installs everything benches/compare.py, nginx.py, reload.py and fleet.py run:
+# wrk, libev, iproute2 and nginx-light (Debian), the peer servers and rwsgi
+# (from this checkout) in benches/.venv, and the bare hyper server
+# (benches/hyper_bare, release build).
 #
 #   bash benches/setup.sh             # everything
 #   bash benches/setup.sh --no-rwsgi  # peers only (rwsgi's build is skipped)
@@ -33,7 +34,11 @@ if $peers; then
     if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
     $sudo apt-get update
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y wrk libev-dev build-essential
-    # nginx.py's front: any Debian nginx with the uwsgi module will do.
+    # fleet.py's network namespaces and veth pairs.
+    if ! command -v ip >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y iproute2
+    fi
+    # nginx.py's and fleet.py's front: any Debian nginx with the uwsgi module will do.
     if [ ! -x /usr/sbin/nginx ]; then
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y nginx-light
     fi
