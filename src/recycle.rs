@@ -7,13 +7,10 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 use crate::board::{Board, Recycle, Slot};
 use crate::config::Config;
 use crate::log;
-use crate::shared::Shared;
 
 /// One worker's recycling rules.
 pub(crate) struct Recycler {
@@ -99,16 +96,5 @@ impl Recycler {
             slot.ask_recycle(why);
         }
         self.board.ring();
-    }
-}
-
-/// Check the memory every second, also while no request finishes.
-pub(crate) async fn sample_memory_every_second(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            () = shared.stop.stopped() => return,
-            _ = tick.tick() => shared.recycler.check_memory(),
-        }
     }
 }

@@ -21,7 +21,7 @@ use crate::capacity::Capacity;
 use crate::config::{Address, Config, ListenerProtocol};
 use crate::harakiri::watchdog::{self, Watchdog};
 use crate::log;
-use crate::recycle::{self, Recycler};
+use crate::recycle::Recycler;
 use crate::server::{self, Listener};
 use crate::shared::Shared;
 use crate::shutdown::{OpenConnections, StopSignal};
@@ -307,7 +307,7 @@ fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>)
             }
         }
         if shared.recycler.samples_memory() {
-            tokio::spawn(recycle::sample_memory_every_second(Arc::clone(&shared)));
+            tokio::spawn(sample_memory_every_second(Arc::clone(&shared)));
         }
         shared.app.capacity.set_serving(true);
         log::info(&format!("worker {id} (pid {}) ready", std::process::id()));
@@ -363,4 +363,15 @@ fn start_watchdog(shared: &Shared, id: usize) -> std::io::Result<Option<Watchdog
         unwind: timeout::unwind,
     })
     .map(Some)
+}
+
+/// `--reload-on-rss`: check the memory every second, also while no request finishes.
+async fn sample_memory_every_second(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = shared.stop.stopped() => return,
+            _ = tick.tick() => shared.recycler.check_memory(),
+        }
+    }
 }

@@ -279,3 +279,37 @@ def test_unexpected_worker_death_is_still_respawned(start_server, app_dir: Path)
     assert answer(server)[0] == "v1"
     assert replacement != victim
 
+
+
+def test_health_drain_delay_keeps_serving_with_readiness_503(
+    start_server, app_dir: Path
+) -> None:
+    server = start(
+        start_server, app_dir, "--health-path", "/-/ready", "--health-drain-delay", "2",
+        workers=2,
+    )
+    assert server.get("/-/ready").status == 200
+    server.send_signal(signal.SIGTERM)
+    wait_until(lambda: server.get("/-/ready").status == 503, 5)
+    # Still serving on new connections while a load balancer notices.
+    assert answer(server)[0] == "v1"
+    assert server.proc.poll() is None
+    server.wait_for_log(r"--health-drain-delay passed", timeout=10)
+    assert server.wait(15) == 0
+
+
+def test_a_reload_keeps_readiness_200_on_new_connections(start_server, app_dir: Path) -> None:
+    # A retiring worker stops accepting before it answers 503 on the
+    # connections it keeps, so a load balancer's fresh probe always lands
+    # on an accepting worker: the server as a whole never looks drained.
+    server = start(start_server, app_dir, "--health-path", "/-/ready", workers=2)
+    write_app(app_dir, "v2")
+    server.send_signal(signal.SIGHUP)
+    statuses: Counter[int] = Counter()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        statuses[server.get("/-/ready").status] += 1
+        if answer(server)[0] == "v2" and statuses[200] > 20:
+            break
+    assert set(statuses) == {200}, statuses
+    assert answer(server)[0] == "v2"
