@@ -106,6 +106,19 @@ pub(crate) struct Config {
     pub threads: usize,
     pub backlog: i32,
     pub graceful_timeout: Duration,
+    // -- connection timeouts, draining and readiness (issue 13, connection side) --
+    /// Longest idle wait for the next request on a kept-alive connection.
+    pub keepalive_timeout: Duration,
+    /// Longest a write to a client may make no progress before the connection ends.
+    pub write_timeout: Duration,
+    /// The readiness path answered without the app (`None`: off).
+    pub health_path: Option<String>,
+    /// How long the master publishes "draining" before closing its listeners.
+    #[expect(
+        dead_code,
+        reason = "read by the master's graceful stop, written with the reload work"
+    )]
+    pub health_drain_delay: Duration,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_body_size: u64,
@@ -231,6 +244,11 @@ impl Config {
             threads,
             backlog: i32::try_from(backlog.clamp(1, i64::from(i32::MAX))).unwrap_or(i32::MAX),
             graceful_timeout: seconds(dict, "graceful_timeout")?,
+            // -- connection timeouts, draining and readiness (issue 13) --
+            keepalive_timeout: seconds(dict, "keepalive_timeout")?,
+            write_timeout: seconds(dict, "write_timeout")?,
+            health_path: item(dict, "health_path")?,
+            health_drain_delay: seconds(dict, "health_drain_delay")?,
             header_timeout: seconds(dict, "header_timeout")?,
             body_timeout: seconds(dict, "body_timeout")?,
             max_body_size: item(dict, "max_body_size")?,

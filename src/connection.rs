@@ -1,10 +1,16 @@
-//! One connection's life, whatever its protocol: wait for a request head
-//! (bounded by `--header-timeout`, which is also the keep-alive idle limit,
-//! and by shutdown while idle), read its body, call the app, encode and send
+//! One connection's life, whatever its protocol: wait for a request head,
+//! read its body, route it (the readiness path, or the app), encode and send
 //! the answer, and go on or close. A protocol (`http/`, `uwsgi/`) only
 //! frames bytes: it parses a head into the neutral request and says how the
 //! body is framed and how to answer. Body reading, refusals, the response
 //! encoder, deadlines and the stop signal are each written once, below.
+//!
+//! The wait for a head: a fresh connection gets `--header-timeout` for its
+//! first head; a kept-alive one waits idle for `--keepalive-timeout`, and
+//! once the first byte of its next request arrives, `--header-timeout` for
+//! the rest of that head. An idle wait also ends when the worker stops; when
+//! it retires instead, the wait goes on and the next request is served and
+//! answered with `Connection: close` (see `shutdown::Stopping`).
 //!
 //! An idle connection holds no read buffer: it waits for readability first
 //! and allocates only when bytes are there (10,000 idle keep-alive
@@ -18,19 +24,21 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use http::StatusCode;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::futures::OwnedNotified;
 
 use crate::body::RequestBody;
 use crate::body_reader::{self, BodyDecoder, BodyLimits, Framing};
 use crate::deadline::{self, LazyDeadline};
+use crate::health;
 use crate::log;
 use crate::refusal;
 use crate::request::{Peer, Request, RequestHead};
 use crate::response::encode::{encode, Encoded, Exchange};
 use crate::response::write::{self, Sent};
+use crate::response::Response;
 use crate::shared::Shared;
-use crate::shutdown::ConnectionGuard;
+use crate::shutdown::{ConnectionGuard, Stopping};
 use crate::wsgi::environ::ConnectionCache;
 
 /// Bytes asked of the socket per read while waiting for a head.
@@ -107,6 +115,30 @@ pub(crate) trait Protocol: Send {
     fn incomplete(&self, cut: Cut, buffered: &[u8]) -> Option<String>;
     /// Take back a served request's head, whose storage can be reused.
     fn recycle(&mut self, head: RequestHead);
+}
+
+/// The deadline of the wait for a head, armed at its first wait: the
+/// coarse-clock millisecond it is due (`None`: no limit).
+#[derive(Clone, Copy)]
+enum HeadDeadline {
+    Unarmed,
+    /// A kept-alive connection waits for the first byte of its next request.
+    KeptIdle(Option<u64>),
+    /// A fresh connection's first head, or the rest of a head once it began.
+    Head(Option<u64>),
+}
+
+/// Answer `request`: the server's own routes first, then the app. Every
+/// protocol's requests go through here (also uwsgi's unix fast path).
+pub(crate) fn route(
+    shared: &Shared,
+    request: &mut Request,
+    cache: &mut ConnectionCache,
+) -> Response {
+    if let Some(response) = health::answer(&request.head, shared) {
+        return response;
+    }
+    shared.app.call(request, cache)
 }
 
 /// How waiting for more request bytes ended.
@@ -210,7 +242,7 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
     /// Read until the buffer starts with a complete head; `None` when the
     /// connection ends first (closed, timed out, refused, or shutting down).
     async fn next_request(&mut self) -> Option<Incoming<P::Decoder>> {
-        let mut head_deadline = None;
+        let mut head_deadline = HeadDeadline::Unarmed;
         loop {
             if !self.buffer.is_empty() {
                 match self.protocol.parse(&mut self.buffer) {
@@ -221,7 +253,6 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
                             self.log_dropped(&why);
                         }
                         let exchange = self.protocol.refusal_exchange();
-                        let idle = self.shared.config.body_timeout;
                         // Boxed, like every rare path: an idle connection's
                         // task should not reserve room for it.
                         Box::pin(refusal::refuse(
@@ -229,7 +260,7 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
                             status,
                             exchange,
                             drain,
-                            idle,
+                            &self.shared.config,
                         ))
                         .await;
                         return None;
@@ -261,16 +292,28 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
         ));
     }
 
-    /// Wait for more of a head: bounded by the head deadline (set at the
-    /// first wait) and, while no byte of a request has come, by shutdown.
+    /// Wait for more of a head: bounded by the head deadline (see the
+    /// module doc) and, while no byte of a request has come, by a stop.
     /// An idle connection gives up its buffer while it waits.
-    async fn wait_for_bytes(&mut self, head_deadline: &mut Option<u64>) -> Wait {
+    async fn wait_for_bytes(&mut self, head_deadline: &mut HeadDeadline) -> Wait {
         let idle = self.buffer.is_empty();
-        let timeout = self.shared.config.header_timeout;
-        if head_deadline.is_none() {
-            *head_deadline = deadline::after_ms(timeout);
-        }
-        let due = *head_deadline;
+        let kept_idle = idle && self.served > 0;
+        let config = &self.shared.config;
+        let due = match *head_deadline {
+            HeadDeadline::KeptIdle(due) if kept_idle => due,
+            HeadDeadline::Head(due) => due,
+            _ if kept_idle => {
+                let due = deadline::after_ms(config.keepalive_timeout);
+                *head_deadline = HeadDeadline::KeptIdle(due);
+                due
+            }
+            // Fresh, or the first byte of the next request has come.
+            _ => {
+                let due = deadline::after_ms(config.header_timeout);
+                *head_deadline = HeadDeadline::Head(due);
+                due
+            }
+        };
         let Self {
             stream,
             buffer,
@@ -282,9 +325,18 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
         let stop = &shared.stop;
         let mut limits = |cx: &mut Context<'_>, idle: bool| -> Option<Wait> {
             if idle {
-                let wake = stop_wake.get_or_insert_with(|| Box::pin(stop.wake_up()));
-                if stop.is_set() || wake.as_mut().poll(cx).is_ready() {
-                    return Some(Wait::Stopping);
+                loop {
+                    let wake = stop_wake.get_or_insert_with(|| Box::pin(stop.wake_up()));
+                    let woken = wake.as_mut().poll(cx).is_ready();
+                    if stop.mode() == Some(Stopping::Stop) {
+                        return Some(Wait::Stopping);
+                    }
+                    if !woken {
+                        break;
+                    }
+                    // A retirement: wait on for the next request, and for a
+                    // stop that may still follow it.
+                    *stop_wake = None;
                 }
             }
             match due {
@@ -362,7 +414,7 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
                         status,
                         exchange,
                         false,
-                        idle,
+                        config,
                     ))
                     .await;
                     // A client that was never asked for its body (100-continue) sends none.
@@ -389,28 +441,34 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
             peer: self.peer,
             local: self.local,
         };
-        let response = self.shared.app.call(&mut request, &mut self.cache);
+        let response = route(&self.shared, &mut request, &mut self.cache);
         let exchange = Exchange {
             keep_alive: exchange.keep_alive && !self.shared.stop.is_set(),
             ..exchange
         };
         let mut encoded = encode(response, exchange, std::mem::take(&mut self.out));
+        let limit = self.shared.config.write_timeout;
         let sent = if encoded.body.is_none() {
             // The whole answer is in the head's buffer: one write.
-            self.stream.write_all(&encoded.head).await.map(|()| {
-                if encoded.keep_alive {
-                    Sent::KeepAlive
-                } else {
-                    Sent::Close
-                }
-            })
+            write::write_all(&mut self.stream, &encoded.head, limit)
+                .await
+                .map(|()| {
+                    if encoded.keep_alive {
+                        Sent::KeepAlive
+                    } else {
+                        Sent::Close
+                    }
+                })
         } else {
             // Boxed: an idle connection's task should not reserve room for a stream.
-            Box::pin(write::send(&mut self.stream, &mut encoded, || {
+            Box::pin(write::send(&mut self.stream, &mut encoded, limit, || {
                 request.head.describe()
             }))
             .await
         };
+        if let Err(error) = &sent {
+            write::log_stalled(error, limit, || request.head.describe());
+        }
         self.finish(encoded, request);
         sent.unwrap_or(Sent::Close)
     }

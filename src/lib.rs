@@ -10,6 +10,7 @@ mod config;
 mod connection;
 mod deadline;
 mod error;
+mod health;
 mod http;
 mod log;
 mod master;

@@ -22,7 +22,7 @@ use crate::config::{Address, Config, ListenerProtocol};
 use crate::log;
 use crate::server::{self, Listener};
 use crate::shared::Shared;
-use crate::shutdown::{OpenConnections, StopSignal};
+use crate::shutdown::{OpenConnections, StopSignal, Stopping};
 use crate::wsgi::{python_thread, WsgiApp};
 
 #[cfg(not(tokio_unstable))]
@@ -212,6 +212,27 @@ fn unblock_stop_signals() {
     }
 }
 
+/// How a SIGTERM drains this worker: a retirement when the master marked its
+/// board entry before sending it (a reload or recycling replaces it), a stop
+/// otherwise.
+///
+/// Test-only hook: with `RWSGI_TEST_RETIRE_ON_TERM=1` in the worker's
+/// environment, every SIGTERM retires it, so the tests can retire a worker by
+/// signalling its PID before the master sets the flag itself. Not a
+/// supported setting; it may go once the master's reload sets the flag.
+fn on_terminate(shared: &Shared) -> Stopping {
+    let marked = shared
+        .board
+        .slot(shared.slot)
+        .is_some_and(crate::board::Slot::is_retiring);
+    let test_hook = std::env::var_os("RWSGI_TEST_RETIRE_ON_TERM").is_some_and(|value| value == "1");
+    if marked || test_hook {
+        Stopping::Retire
+    } else {
+        Stopping::Stop
+    }
+}
+
 fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>) -> i32 {
     let runtime = match build_runtime(spec.config.threads) {
         Ok(runtime) => runtime,
@@ -263,28 +284,38 @@ fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>)
         }
         shared.app.capacity.set_serving(true);
         log::info(&format!("worker {id} (pid {}) ready", std::process::id()));
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
+        let how = tokio::select! {
+            _ = terminate.recv() => on_terminate(&shared),
+            _ = interrupt.recv() => Stopping::Stop,
             _ = quit.recv() => return 0,
-        }
+        };
         shared.app.capacity.set_serving(false);
-        shared.stop.trigger();
+        shared.stop.trigger(how);
         for accept_loop in accept_loops {
             let _ = accept_loop.await;
         }
         let in_flight = open.count();
         if in_flight > 0 {
-            log::info(&format!("worker {id}: draining {in_flight} connection(s)"));
+            let until = match how {
+                Stopping::Stop => "",
+                Stopping::Retire => " until their next request (retiring)",
+            };
+            log::info(&format!("worker {id}: draining {in_flight} connection(s){until}"));
         }
-        tokio::select! {
-            () = open.drained() => 0,
-            () = tokio::time::sleep(graceful_timeout) => {
-                log::warning(&format!("worker {id}: graceful timeout passed with {} connection(s) open", open.count()));
-                0
+        let graceful = tokio::time::sleep(graceful_timeout);
+        tokio::pin!(graceful);
+        loop {
+            tokio::select! {
+                () = open.drained() => return 0,
+                () = &mut graceful => {
+                    log::warning(&format!("worker {id}: graceful timeout passed with {} connection(s) open", open.count()));
+                    return 0;
+                }
+                // A retiring worker told to stop: close its idle connections now.
+                _ = terminate.recv() => shared.stop.trigger(Stopping::Stop),
+                _ = interrupt.recv() => return 0,
+                _ = quit.recv() => return 0,
             }
-            _ = interrupt.recv() => 0,
-            _ = quit.recv() => 0,
         }
     });
     runtime.shutdown_timeout(Duration::from_millis(200));

@@ -188,9 +188,7 @@ pub(crate) async fn serve_unix(
             peer: Peer::Unix,
             local: None,
         };
-        let response = shared
-            .app
-            .call(&mut request, &mut ConnectionCache::default());
+        let response = connection::route(&shared, &mut request, &mut ConnectionCache::default());
         let mut encoded = encode(response, exchange, BytesMut::new());
         if encoded.body.is_none() {
             match std::io::Write::write(&mut &stream, &encoded.head) {
@@ -211,8 +209,15 @@ pub(crate) async fn serve_unix(
     };
     match unsent {
         Some((mut encoded, head)) => {
-            if let Err(error) = write::send(&mut stream, &mut encoded, || head.describe()).await {
-                log::warning(&format!("uwsgi response cut short: {error}"));
+            let limit = shared.config.write_timeout;
+            if let Err(error) =
+                write::send(&mut stream, &mut encoded, limit, || head.describe()).await
+            {
+                if write::is_stalled(&error) {
+                    write::log_stalled(&error, limit, || head.describe());
+                } else {
+                    log::warning(&format!("uwsgi response cut short: {error}"));
+                }
             }
         }
         None => {
