@@ -96,7 +96,9 @@ def test_a_slow_reader_that_keeps_reading_gets_everything(
     server = start_server(APP, "--write-timeout", "1")
     size = 32 << 20  # far more than the socket buffers hold: the server waits on the reader
     with server.connect(timeout=30) as sock:
-        sock.sendall(f"GET /big?mb={size >> 20} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(
+            f"GET /big?mb={size >> 20} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode()
+        )
         received = 0
         began = time.monotonic()
         # Pauses below the limit, past it in sum. The server's socket only

@@ -61,7 +61,9 @@ def _url_path(name: str, value: object) -> str | None:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a string, not {type(value).__name__}")
     if not value.startswith("/") or any(ch in value for ch in "?# ") or not value.isprintable():
-        raise OptionError(f"{name} must be a URL path starting with /, such as /-/ready, got {value!r}")
+        raise OptionError(
+            f"{name} must be a URL path starting with /, such as /-/ready, got {value!r}"
+        )
     return value
 
 
