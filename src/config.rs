@@ -116,6 +116,13 @@ pub(crate) struct Config {
     // -- systemd, pidfile, process titles (issue 13)
     /// `--pidfile`: where the master writes its pid (absolute, resolved by the option table).
     pub pidfile: Option<PathBuf>,
+    // -- connection timeouts, draining and readiness (issue 13, connection side) --
+    /// Longest idle wait for the next request on a kept-alive connection.
+    pub keepalive_timeout: Duration,
+    /// Longest a write to a client may make no progress before the connection ends.
+    pub write_timeout: Duration,
+    /// The readiness path answered without the app (`None`: off).
+    pub health_path: Option<String>,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_body_size: u64,
@@ -254,6 +261,10 @@ impl Config {
             harakiri_grace: seconds(dict, "harakiri_grace")?,
             // -- systemd, pidfile, process titles (issue 13)
             pidfile: item(dict, "pidfile")?,
+            // -- connection timeouts, draining and readiness (issue 13) --
+            keepalive_timeout: seconds(dict, "keepalive_timeout")?,
+            write_timeout: seconds(dict, "write_timeout")?,
+            health_path: item(dict, "health_path")?,
             header_timeout: seconds(dict, "header_timeout")?,
             body_timeout: seconds(dict, "body_timeout")?,
             max_body_size: item(dict, "max_body_size")?,

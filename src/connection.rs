@@ -1,10 +1,16 @@
-//! One connection's life, whatever its protocol: wait for a request head
-//! (bounded by `--header-timeout`, which is also the keep-alive idle limit,
-//! and by shutdown while idle), read its body, call the app, encode and send
+//! One connection's life, whatever its protocol: wait for a request head,
+//! read its body, route it (the readiness path, or the app), encode and send
 //! the answer, and go on or close. A protocol (`http/`, `uwsgi/`) only
 //! frames bytes: it parses a head into the neutral request and says how the
 //! body is framed and how to answer. Body reading, refusals, the response
 //! encoder, deadlines and the stop signal are each written once, below.
+//!
+//! The wait for a head: a fresh connection gets `--header-timeout` for its
+//! first head; a kept-alive one waits idle for `--keepalive-timeout`, and
+//! once the first byte of its next request arrives, `--header-timeout` for
+//! the rest of that head. An idle wait also ends when the worker stops; when
+//! it retires instead, the wait goes on and the next request is served and
+//! answered with `Connection: close` (see `shutdown::Stopping`).
 //!
 //! An idle connection holds no read buffer: it waits for readability first
 //! and allocates only when bytes are there (10,000 idle keep-alive
@@ -19,20 +25,22 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use http::StatusCode;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::futures::OwnedNotified;
 
 use crate::body::RequestBody;
 use crate::body_reader::{self, BodyDecoder, BodyLimits, Framing};
 use crate::deadline::{self, LazyDeadline};
 use crate::harakiri::Client;
+use crate::health;
 use crate::log;
 use crate::refusal;
 use crate::request::{Peer, Request, RequestHead};
 use crate::response::encode::{encode, Encoded, Exchange};
 use crate::response::write::{self, Sent};
+use crate::response::Response;
 use crate::shared::Shared;
-use crate::shutdown::ConnectionGuard;
+use crate::shutdown::{ConnectionGuard, Stopping};
 use crate::wsgi::environ::ConnectionCache;
 
 /// Bytes asked of the socket per read while waiting for a head.
@@ -110,6 +118,33 @@ pub(crate) trait Protocol: Send {
     fn incomplete(&self, cut: Cut, buffered: &[u8]) -> Option<String>;
     /// Take back a served request's head, whose storage can be reused.
     fn recycle(&mut self, head: RequestHead);
+}
+
+/// The deadline of the wait for a head, armed at its first wait: the
+/// coarse-clock millisecond it is due (`None`: no limit).
+#[derive(Clone, Copy)]
+enum HeadDeadline {
+    Unarmed,
+    /// A kept-alive connection waits for the first byte of its next request.
+    KeptIdle(Option<u64>),
+    /// A fresh connection's first head, or the rest of a head once it began.
+    Head(Option<u64>),
+}
+
+/// Answer `request`: the server's own routes first, then the app. Every
+/// protocol's requests go through here (also uwsgi's unix fast path).
+/// `None` when `--harakiri`'s watchdog answered on `client` instead: the
+/// caller then sends nothing and closes.
+pub(crate) fn route(
+    shared: &Shared,
+    request: &mut Request,
+    cache: &mut ConnectionCache,
+    client: Client,
+) -> Option<Response> {
+    if let Some(response) = health::answer(&request.head, shared) {
+        return Some(response);
+    }
+    shared.app.call(request, cache, client)
 }
 
 /// How waiting for more request bytes ended.
@@ -213,7 +248,7 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
     /// Read until the buffer starts with a complete head; `None` when the
     /// connection ends first (closed, timed out, refused, or shutting down).
     async fn next_request(&mut self) -> Option<Incoming<P::Decoder>> {
-        let mut head_deadline = None;
+        let mut head_deadline = HeadDeadline::Unarmed;
         loop {
             if !self.buffer.is_empty() {
                 match self.protocol.parse(&mut self.buffer) {
@@ -224,7 +259,6 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
                             self.log_dropped(&why);
                         }
                         let exchange = self.protocol.refusal_exchange();
-                        let idle = self.shared.config.body_timeout;
                         // Boxed, like every rare path: an idle connection's
                         // task should not reserve room for it.
                         Box::pin(refusal::refuse(
@@ -232,7 +266,7 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
                             status,
                             exchange,
                             drain,
-                            idle,
+                            &self.shared.config,
                         ))
                         .await;
                         return None;
@@ -264,16 +298,28 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
         ));
     }
 
-    /// Wait for more of a head: bounded by the head deadline (set at the
-    /// first wait) and, while no byte of a request has come, by shutdown.
+    /// Wait for more of a head: bounded by the head deadline (see the
+    /// module doc) and, while no byte of a request has come, by a stop.
     /// An idle connection gives up its buffer while it waits.
-    async fn wait_for_bytes(&mut self, head_deadline: &mut Option<u64>) -> Wait {
+    async fn wait_for_bytes(&mut self, head_deadline: &mut HeadDeadline) -> Wait {
         let idle = self.buffer.is_empty();
-        let timeout = self.shared.config.header_timeout;
-        if head_deadline.is_none() {
-            *head_deadline = deadline::after_ms(timeout);
-        }
-        let due = *head_deadline;
+        let kept_idle = idle && self.served > 0;
+        let config = &self.shared.config;
+        let due = match *head_deadline {
+            HeadDeadline::KeptIdle(due) if kept_idle => due,
+            HeadDeadline::Head(due) => due,
+            _ if kept_idle => {
+                let due = deadline::after_ms(config.keepalive_timeout);
+                *head_deadline = HeadDeadline::KeptIdle(due);
+                due
+            }
+            // Fresh, or the first byte of the next request has come.
+            _ => {
+                let due = deadline::after_ms(config.header_timeout);
+                *head_deadline = HeadDeadline::Head(due);
+                due
+            }
+        };
         let Self {
             stream,
             buffer,
@@ -285,9 +331,18 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
         let stop = &shared.stop;
         let mut limits = |cx: &mut Context<'_>, idle: bool| -> Option<Wait> {
             if idle {
-                let wake = stop_wake.get_or_insert_with(|| Box::pin(stop.wake_up()));
-                if stop.is_set() || wake.as_mut().poll(cx).is_ready() {
-                    return Some(Wait::Stopping);
+                loop {
+                    let wake = stop_wake.get_or_insert_with(|| Box::pin(stop.wake_up()));
+                    let woken = wake.as_mut().poll(cx).is_ready();
+                    if stop.mode() == Some(Stopping::Stop) {
+                        return Some(Wait::Stopping);
+                    }
+                    if !woken {
+                        break;
+                    }
+                    // A retirement: wait on for the next request, and for a
+                    // stop that may still follow it.
+                    *stop_wake = None;
                 }
             }
             match due {
@@ -353,35 +408,9 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
         let body = match body {
             Ok(body) => body,
             Err(error) => {
-                if let body_reader::BodyError::Spool(why) = &error {
-                    log::error(&format!("{}: {why}; answering 503", head.describe()));
-                } else {
-                    self.log_dropped(&format!("{}: {error}", head.describe()));
-                }
-                if let Some(status) = error.status() {
-                    let idle = config.body_timeout;
-                    Box::pin(refusal::refuse(
-                        &mut self.stream,
-                        status,
-                        exchange,
-                        false,
-                        idle,
-                    ))
+                let asked_for_body = continue_line.is_none();
+                Box::pin(self.refuse_body(&head, error, exchange, &mut framing, asked_for_body))
                     .await;
-                    // A client that was never asked for its body (100-continue) sends none.
-                    if error.drain() && continue_line.is_none() {
-                        let until = tokio::time::Instant::now() + refusal::TOTAL_TIME;
-                        Box::pin(body_reader::discard_body(
-                            &mut self.stream,
-                            &mut self.buffer,
-                            &mut framing,
-                            refusal::LIMIT,
-                            until,
-                            idle,
-                        ))
-                        .await;
-                    }
-                }
                 return Sent::Close;
             }
         };
@@ -396,7 +425,7 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
             fd: self.stream.as_raw_fd(),
             exchange,
         };
-        let Some(response) = self.shared.app.call(&mut request, &mut self.cache, client) else {
+        let Some(response) = route(&self.shared, &mut request, &mut self.cache, client) else {
             // The watchdog answered (504) and shut the socket down.
             return Sent::Close;
         };
@@ -405,25 +434,66 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
             ..exchange
         };
         let mut encoded = encode(response, exchange, std::mem::take(&mut self.out));
+        let limit = self.shared.config.write_timeout;
         let sent = if encoded.body.is_none() {
             // The whole answer is in the head's buffer: one write.
-            self.stream.write_all(&encoded.head).await.map(|()| {
-                if encoded.keep_alive {
-                    Sent::KeepAlive
-                } else {
-                    Sent::Close
-                }
-            })
+            write::write_all(&mut self.stream, &encoded.head, limit)
+                .await
+                .map(|()| {
+                    if encoded.keep_alive {
+                        Sent::KeepAlive
+                    } else {
+                        Sent::Close
+                    }
+                })
         } else {
             // Boxed: an idle connection's task should not reserve room for a stream.
-            Box::pin(write::send(&mut self.stream, &mut encoded, || {
+            Box::pin(write::send(&mut self.stream, &mut encoded, limit, || {
                 request.head.describe()
             }))
             .await
         };
+        if let Err(error) = &sent {
+            write::log_stalled(error, limit, || request.head.describe());
+        }
         self.finish(encoded, request);
         self.shared.recycler.request_done();
         sent.unwrap_or(Sent::Close)
+    }
+
+    /// Answer a body that could not be read (413, 408, 503...) and, when
+    /// its framing allows, read and drop the rest before the close.
+    async fn refuse_body(
+        &mut self,
+        head: &RequestHead,
+        error: body_reader::BodyError,
+        exchange: Exchange,
+        framing: &mut Framing<P::Decoder>,
+        asked_for_body: bool,
+    ) {
+        let config = &self.shared.config;
+        if let body_reader::BodyError::Spool(why) = &error {
+            log::error(&format!("{}: {why}; answering 503", head.describe()));
+        } else {
+            self.log_dropped(&format!("{}: {error}", head.describe()));
+        }
+        let Some(status) = error.status() else {
+            return;
+        };
+        refusal::refuse(&mut self.stream, status, exchange, false, config).await;
+        // A client that was never asked for its body (100-continue) sends none.
+        if error.drain() && asked_for_body {
+            let until = tokio::time::Instant::now() + refusal::TOTAL_TIME;
+            body_reader::discard_body(
+                &mut self.stream,
+                &mut self.buffer,
+                framing,
+                refusal::LIMIT,
+                until,
+                config.body_timeout,
+            )
+            .await;
+        }
     }
 
     /// Keep what the next request can reuse; let go of what it should not hold.

@@ -35,19 +35,23 @@ pub(crate) fn after_ms(limit: Duration) -> Option<u64> {
 /// A deadline's timer, armed once per connection and moved only when it
 /// fires early, instead of a timer per request: the deadline moves forward
 /// with every request, and re-arming (or even polling) a timer each time was
-/// a visible cost in profiles. Between firings only its state is read.
+/// a visible cost in profiles. Between firings only its state is read. A
+/// deadline earlier than the armed one (a keep-alive limit shorter than the
+/// header timeout) moves the timer back.
 #[derive(Default)]
 pub(crate) struct LazyDeadline {
     timer: Option<Pin<Box<Sleep>>>,
     /// Polled since last armed, so it will wake the task when it fires.
     registered: bool,
+    /// The coarse-clock millisecond the armed timer is due at.
+    armed_ms: u64,
 }
 
 impl LazyDeadline {
     /// Ready once the coarse monotonic clock reaches `due_ms`.
     pub(crate) fn poll_passed(&mut self, due_ms: u64, cx: &mut Context<'_>) -> Poll<()> {
         if let Some(timer) = &self.timer {
-            if self.registered && !timer.is_elapsed() {
+            if self.registered && due_ms >= self.armed_ms && !timer.is_elapsed() {
                 return Poll::Pending;
             }
         }
@@ -61,10 +65,14 @@ impl LazyDeadline {
             Some(timer) => {
                 if timer.is_elapsed() || timer.deadline() > deadline {
                     timer.as_mut().reset(deadline);
+                    self.armed_ms = due_ms;
                 }
                 timer
             }
-            empty @ None => empty.insert(Box::pin(tokio::time::sleep_until(deadline))),
+            empty @ None => {
+                self.armed_ms = due_ms;
+                empty.insert(Box::pin(tokio::time::sleep_until(deadline)))
+            }
         };
         self.registered = timer.as_mut().poll(cx).is_pending();
         if !self.registered {
@@ -77,8 +85,25 @@ impl LazyDeadline {
 
 #[cfg(test)]
 mod tests {
-    use super::{within, TimedOut};
+    use super::{within, LazyDeadline, TimedOut};
+    use crate::clock;
+    use std::future::poll_fn;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn an_earlier_deadline_moves_the_armed_timer_back() {
+        let mut deadline = LazyDeadline::default();
+        let late = clock::monotonic_ms() + 60_000;
+        let polled = poll_fn(|cx| std::task::Poll::Ready(deadline.poll_passed(late, cx))).await;
+        assert!(polled.is_pending());
+        let soon = clock::monotonic_ms() + 20;
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            poll_fn(|cx| deadline.poll_passed(soon, cx)),
+        )
+        .await
+        .expect("the earlier deadline fired, not the armed one");
+    }
 
     #[tokio::test]
     async fn zero_means_no_limit() {

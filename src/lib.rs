@@ -12,6 +12,7 @@ mod connection;
 mod deadline;
 mod error;
 mod harakiri;
+mod health;
 mod http;
 mod log;
 mod master;

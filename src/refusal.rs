@@ -3,17 +3,19 @@
 //! dropping what the client is still sending (bounded) before closing. A
 //! proxy such as nginx sends the whole body before it reads the answer;
 //! closing with input unread resets the connection and the proxy answers 502
-//! instead of relaying ours. Every protocol refuses through here.
+//! instead of relaying ours. Every protocol refuses through here. The
+//! answer's write is bounded by `--write-timeout` like any other.
 
 use std::time::Duration;
 
 use bytes::BytesMut;
 use http::StatusCode;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::Instant;
 
+use crate::config::Config;
 use crate::response::encode::{encode, Exchange};
-use crate::response::Response;
+use crate::response::{write, Response};
 
 /// Most bytes read and dropped.
 pub(crate) const LIMIT: u64 = 1 << 30;
@@ -25,13 +27,13 @@ const QUIET: Duration = Duration::from_secs(1);
 /// Answer `status` and close; with `drain`, first read and drop what the
 /// client still sends when its framing is not known (a body whose framing is
 /// known is discarded by `body_reader::discard_body` instead), until it is
-/// quiet for a second or `idle`, whichever is shorter.
+/// quiet for a second or `--body-timeout`, whichever is shorter.
 pub(crate) async fn refuse<S>(
     stream: &mut S,
     status: StatusCode,
     exchange: Exchange,
     drain: bool,
-    idle: Duration,
+    config: &Config,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -40,11 +42,14 @@ pub(crate) async fn refuse<S>(
         ..exchange
     };
     let encoded = encode(Response::plain(status), exchange, BytesMut::new());
-    if stream.write_all(&encoded.head).await.is_err() {
+    if write::write_all(stream, &encoded.head, config.write_timeout)
+        .await
+        .is_err()
+    {
         return;
     }
     if drain {
-        discard_input(stream, idle).await;
+        discard_input(stream, config.body_timeout).await;
     }
 }
 

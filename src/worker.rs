@@ -24,7 +24,7 @@ use crate::log;
 use crate::recycle::Recycler;
 use crate::server::{self, Listener};
 use crate::shared::Shared;
-use crate::shutdown::{OpenConnections, StopSignal};
+use crate::shutdown::{OpenConnections, StopSignal, Stopping};
 use crate::wsgi::{python_thread, timeout, WsgiApp};
 
 #[cfg(not(tokio_unstable))]
@@ -244,6 +244,21 @@ pub(crate) fn unblock_stop_signals() {
     }
 }
 
+/// How a SIGTERM drains this worker: a retirement when the master marked its
+/// board entry before sending it (a reload or recycling replaces it), a stop
+/// otherwise.
+fn on_terminate(shared: &Shared) -> Stopping {
+    let marked = shared
+        .board
+        .slot(shared.slot)
+        .is_some_and(crate::board::Slot::is_retiring);
+    if marked {
+        Stopping::Retire
+    } else {
+        Stopping::Stop
+    }
+}
+
 fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>) -> i32 {
     let runtime = match build_runtime(spec.config.threads) {
         Ok(runtime) => runtime,
@@ -290,22 +305,9 @@ fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>)
         for handler in boot_handlers {
             signal_hook::low_level::unregister(handler);
         }
-        let mut accept_loops = Vec::new();
-        for WorkerListener { protocol, address, own, siblings } in listeners {
-            for sibling in siblings {
-                let sibling = std::net::TcpListener::from(sibling);
-                accept_loops.push(tokio::spawn(server::steal_loop(sibling, protocol, Arc::clone(&shared))));
-            }
-            for own in own {
-                match adopt_listener(protocol, &address, own) {
-                    Ok(listener) => accept_loops.push(tokio::spawn(server::accept_loop(listener, protocol, Arc::clone(&shared)))),
-                    Err(error) => {
-                        log::error(&format!("worker {id}: cannot use the socket for {address}: {error}"));
-                        return EXIT_START_FAILED;
-                    }
-                }
-            }
-        }
+        let Some(accept_loops) = start_accepting(listeners, &shared, id) else {
+            return EXIT_START_FAILED;
+        };
         if shared.recycler.samples_memory() {
             tokio::spawn(sample_memory_every_second(Arc::clone(&shared)));
         }
@@ -313,28 +315,38 @@ fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>)
         log::info(&format!("worker {id} (pid {}) ready", std::process::id()));
         // The master waits for this before retiring the worker this one replaces.
         shared.board.ring();
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
+        let how = tokio::select! {
+            _ = terminate.recv() => on_terminate(&shared),
+            _ = interrupt.recv() => Stopping::Stop,
             _ = quit.recv() => return 0,
-        }
+        };
         shared.app.capacity.set_serving(false);
-        shared.stop.trigger();
+        shared.stop.trigger(how);
         for accept_loop in accept_loops {
             let _ = accept_loop.await;
         }
         let in_flight = open.count();
         if in_flight > 0 {
-            log::info(&format!("worker {id}: draining {in_flight} connection(s)"));
+            let until = match how {
+                Stopping::Stop => "",
+                Stopping::Retire => " until their next request (retiring)",
+            };
+            log::info(&format!("worker {id}: draining {in_flight} connection(s){until}"));
         }
-        tokio::select! {
-            () = open.drained() => 0,
-            () = tokio::time::sleep(graceful_timeout) => {
-                log::warning(&format!("worker {id}: graceful timeout passed with {} connection(s) open", open.count()));
-                0
+        let graceful = tokio::time::sleep(graceful_timeout);
+        tokio::pin!(graceful);
+        loop {
+            tokio::select! {
+                () = open.drained() => return 0,
+                () = &mut graceful => {
+                    log::warning(&format!("worker {id}: graceful timeout passed with {} connection(s) open", open.count()));
+                    return 0;
+                }
+                // A retiring worker told to stop: close its idle connections now.
+                _ = terminate.recv() => shared.stop.trigger(Stopping::Stop),
+                _ = interrupt.recv() => return 0,
+                _ = quit.recv() => return 0,
             }
-            _ = interrupt.recv() => 0,
-            _ = quit.recv() => 0,
         }
     });
     runtime.shutdown_timeout(Duration::from_millis(200));
@@ -342,6 +354,44 @@ fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>)
         watchdog.stop();
     }
     code
+}
+
+/// Spawn an accept loop per socket this worker owns and a steal loop per
+/// sibling socket; `None` (logged) when a socket cannot be used.
+fn start_accepting(
+    listeners: Vec<WorkerListener>,
+    shared: &Arc<Shared>,
+    id: usize,
+) -> Option<Vec<tokio::task::JoinHandle<()>>> {
+    let mut accept_loops = Vec::new();
+    for WorkerListener {
+        protocol,
+        address,
+        own,
+        siblings,
+    } in listeners
+    {
+        for sibling in siblings {
+            let sibling = std::net::TcpListener::from(sibling);
+            let steal = server::steal_loop(sibling, protocol, Arc::clone(shared));
+            accept_loops.push(tokio::spawn(steal));
+        }
+        for own in own {
+            match adopt_listener(protocol, &address, own) {
+                Ok(listener) => {
+                    let accept = server::accept_loop(listener, protocol, Arc::clone(shared));
+                    accept_loops.push(tokio::spawn(accept));
+                }
+                Err(error) => {
+                    log::error(&format!(
+                        "worker {id}: cannot use the socket for {address}: {error}"
+                    ));
+                    return None;
+                }
+            }
+        }
+    }
+    Some(accept_loops)
 }
 
 /// The `--harakiri` watchdog, when the option is on.

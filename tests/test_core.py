@@ -294,7 +294,15 @@ def test_slow_body_within_the_body_timeout_is_served(
 @pytest.fixture(params=list(TRANSPORTS))
 def own_transport(request: pytest.FixtureRequest, start_server: ServerFactory) -> Transport:
     """A transport to a server of the test's own (it will be stopped), 60 s timeouts."""
-    own = start_core(start_server, "--header-timeout", "60", "--graceful-timeout", "30")
+    own = start_core(
+        start_server,
+        "--header-timeout",
+        "60",
+        "--keepalive-timeout",
+        "60",
+        "--graceful-timeout",
+        "30",
+    )
     return own.transport(request.param)
 
 
@@ -305,7 +313,7 @@ def test_sigterm_closes_an_idle_connection_and_exits_0(own_transport: Transport)
             conn.send(t.encode("GET", "/core/before-stop/hello"))
             assert conn.response().body == b"hello"
         t.server.send_signal(signal.SIGTERM)
-        # the 60 s header timeout cannot be what closes it
+        # the 60 s header and keep-alive timeouts cannot be what closes it
         assert conn.rest(30) == b""
     assert t.server.wait(30) == 0, t.server.logs()
 

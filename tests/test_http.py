@@ -201,7 +201,9 @@ def test_bad_chunk_size_is_rejected_before_the_app(server: Server, record_file: 
 
 
 def test_header_timeout_closes_a_stalled_request_head(start_server) -> None:
-    server = start_server("apps.environ:application", "--header-timeout", "1")
+    server = start_server(
+        "apps.environ:application", "--header-timeout", "1", "--keepalive-timeout", "1"
+    )
     with server.connect() as sock:
         sock.sendall(b"GET /stalled HTTP/1.1\r\nHost: test\r\n")
         began = time.monotonic()
@@ -209,7 +211,7 @@ def test_header_timeout_closes_a_stalled_request_head(start_server) -> None:
         elapsed = time.monotonic() - began
     assert elapsed > 0.5, f"closed after {elapsed:.2f} s, before --header-timeout 1"
     assert data == b"" or data.startswith(b"HTTP/1.1 408"), data
-    # an idle keep-alive connection is closed by the same limit
+    # an idle keep-alive connection is closed by --keepalive-timeout
     with server.connect() as sock, sock.makefile("rb") as rfile:
         sock.sendall(get("/idle"))
         assert read_response(rfile).status == 200

@@ -75,6 +75,8 @@ def limited(start_module_server: ServerFactory, limits_record: Path) -> Server:
         "1",
         "--header-timeout",
         "1",
+        "--keepalive-timeout",
+        "1",
         env={"RWSGI_TEST_RECORD": str(limits_record)},
     )
 
@@ -531,8 +533,15 @@ def test_header_timeout_counts_from_the_end_of_each_response(start_server: Serve
 def test_sigterm_closes_an_idle_keep_alive_connection(
     start_server: ServerFactory, history: str
 ) -> None:
-    # With a 60 s header timeout, the stop is the only thing that can close it.
-    server = start_server("apps.uwsgi_apps:application", "--header-timeout", "60", threads=2)
+    # With 60 s header and keep-alive timeouts, the stop is the only thing that can close it.
+    server = start_server(
+        "apps.uwsgi_apps:application",
+        "--header-timeout",
+        "60",
+        "--keepalive-timeout",
+        "60",
+        threads=2,
+    )
     with server.connect() as sock, sock.makefile("rb") as rfile:
         if history in ("plain", "handed-off"):
             sock.sendall(get("/before-stop"))

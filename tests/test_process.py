@@ -140,11 +140,13 @@ def test_sigterm_lets_the_in_flight_request_finish(start_server, tmp_path: Path)
 
 
 def test_idle_keep_alive_connections_do_not_delay_the_stop(start_server) -> None:
-    # Waiting for the idle clients would last the 120 s header timeout or the
-    # 120 s graceful timeout; nothing is in flight, so the stop must not wait.
+    # Waiting for the idle clients would last the 120 s keep-alive timeout or
+    # the 120 s graceful timeout; nothing is in flight, so the stop must not wait.
     server = start_server(
         "apps.sleep:application",
         "--header-timeout",
+        "120",
+        "--keepalive-timeout",
         "120",
         "--graceful-timeout",
         "120",
@@ -198,6 +200,10 @@ def test_the_longest_timeouts_allowed_serve_and_stop(start_server) -> None:
             "--header-timeout",
             year,
             "--body-timeout",
+            year,
+            "--keepalive-timeout",
+            year,
+            "--write-timeout",
             year,
             workers=2,
         )

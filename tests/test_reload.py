@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from support.process import Server, wait_until
 
-APP_SOURCE = '''
+APP_SOURCE = """
 import os
 import time
 
@@ -38,7 +38,7 @@ def application(environ, start_response):
     return [body]
 
 _HOARD = []
-'''
+"""
 
 
 def write_app(folder: Path, version: str, extra: str = "") -> None:
@@ -237,8 +237,14 @@ def test_max_requests_replaces_workers_without_a_failed_request(
     start_server, app_dir: Path
 ) -> None:
     server = start(
-        start_server, app_dir, "--max-requests", "40", "--max-requests-jitter", "10",
-        workers=2, threads=2,
+        start_server,
+        app_dir,
+        "--max-requests",
+        "40",
+        "--max-requests-jitter",
+        "10",
+        workers=2,
+        threads=2,
     )
     with Load(server, clients=8) as load:
         wait_until(lambda: restarts(server) >= 6, 60)
@@ -280,12 +286,14 @@ def test_unexpected_worker_death_is_still_respawned(start_server, app_dir: Path)
     assert replacement != victim
 
 
-
-def test_health_drain_delay_keeps_serving_with_readiness_503(
-    start_server, app_dir: Path
-) -> None:
+def test_health_drain_delay_keeps_serving_with_readiness_503(start_server, app_dir: Path) -> None:
     server = start(
-        start_server, app_dir, "--health-path", "/-/ready", "--health-drain-delay", "2",
+        start_server,
+        app_dir,
+        "--health-path",
+        "/-/ready",
+        "--health-drain-delay",
+        "2",
         workers=2,
     )
     assert server.get("/-/ready").status == 200

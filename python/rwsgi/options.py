@@ -55,6 +55,18 @@ def _non_negative_seconds(name: str, value: object) -> float:
     return float(value)
 
 
+def _url_path(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, not {type(value).__name__}")
+    if not value.startswith("/") or any(ch in value for ch in "?# ") or not value.isprintable():
+        raise OptionError(
+            f"{name} must be a URL path starting with /, such as /-/ready, got {value!r}"
+        )
+    return value
+
+
 def _bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, not {type(value).__name__}")
@@ -384,11 +396,36 @@ OPTIONS: tuple[Option, ...] = (
         "another running rwsgi holds it)",
         metavar="PATH",
     ),
+    # -- connection timeouts, draining and readiness (issue 13, connection side) --
+    Option(
+        "keepalive_timeout",
+        _non_negative_seconds,
+        5.0,
+        "seconds a kept-alive connection may wait idle for its next request (0: no limit)",
+        metavar="SECONDS",
+    ),
+    Option(
+        "write_timeout",
+        _non_negative_seconds,
+        30.0,
+        "seconds a write to a client may make no progress (it stopped reading) before the "
+        "connection is closed and the app's response closed (0: no limit)",
+        metavar="SECONDS",
+    ),
+    Option(
+        "health_path",
+        _url_path,
+        None,
+        "answer GET/HEAD for this path in Rust, without calling the app: 200 while serving, "
+        "503 once the worker drains (e.g. /-/ready)",
+        metavar="PATH",
+    ),
     Option(
         "header_timeout",
         _non_negative_seconds,
         10.0,
-        "seconds a client gets to send a request head (also the keep-alive idle limit)",
+        "seconds a client gets to send a request head: from the connection's start, or "
+        "from the first byte of a later request on a kept-alive connection",
         metavar="SECONDS",
     ),
     Option(

@@ -1,23 +1,87 @@
 //! Sending an encoded response: the head (with a small body) in one write,
 //! then a streamed body chunk by chunk as the app yields it, each chunk on
 //! the wire before the next is asked for, framed as the encoder decided.
+//!
+//! Every write to a client is bounded by `--write-timeout`: a write that
+//! makes no progress that long (the client stopped reading) fails with
+//! `TimedOut`, the body (and with it the app's iterable, whose `close()`
+//! its drop calls) is dropped and the connection ends. Only a write that
+//! does not complete at once arms a timer.
 
+use std::future::{poll_fn, Future};
 use std::io::IoSlice;
+use std::task::Poll;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use rwsgi_codec::chunked::{push_chunk_head, LAST_CHUNK};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::encode::{Encoded, Framing};
+use crate::deadline;
 use crate::log;
 
 /// A connection keeps its head buffer for the next response up to this size.
 const KEPT_BUFFER: usize = 4 * 1024;
 
-/// Write every byte of `parts` with as few system calls as the socket allows.
+/// Run one write, failing with `TimedOut` if it makes no progress within
+/// `limit` (zero: no limit).
+async fn progress<F>(write: F, limit: Duration) -> std::io::Result<usize>
+where
+    F: Future<Output = std::io::Result<usize>>,
+{
+    let mut write = std::pin::pin!(write);
+    // Most writes complete at once: they never make a timer.
+    if let Poll::Ready(result) = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+        return result;
+    }
+    deadline::within(limit, write).await.unwrap_or_else(|_| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client read nothing within --write-timeout",
+        ))
+    })
+}
+
+/// Whether a failed send was the client not reading within `--write-timeout`.
+pub(crate) fn is_stalled(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::TimedOut
+}
+
+/// Log a send that `--write-timeout` ended; other failures (the client
+/// went away) are routine and not logged.
+pub(crate) fn log_stalled(error: &std::io::Error, limit: Duration, describe: impl Fn() -> String) {
+    if is_stalled(error) {
+        log::warning(&format!(
+            "{}: the client read nothing for {:.1} s (--write-timeout); the response was abandoned and the connection closed",
+            describe(),
+            limit.as_secs_f64()
+        ));
+    }
+}
+
+/// Write all of `data`, each write bounded by `limit` (see the module doc).
+pub(crate) async fn write_all<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    mut data: &[u8],
+    limit: Duration,
+) -> std::io::Result<()> {
+    while !data.is_empty() {
+        let written = progress(stream.write(data), limit).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        data = &data[written..];
+    }
+    Ok(())
+}
+
+/// Write every byte of `parts` with as few system calls as the socket
+/// allows, each write bounded by `limit`.
 async fn write_all_parts<S: AsyncWrite + Unpin>(
     stream: &mut S,
     parts: &[&[u8]],
+    limit: Duration,
 ) -> std::io::Result<()> {
     let mut slices: Vec<&[u8]> = parts
         .iter()
@@ -30,7 +94,7 @@ async fn write_all_parts<S: AsyncWrite + Unpin>(
             .iter()
             .map(|part| IoSlice::new(part))
             .collect();
-        let mut written = stream.write_vectored(&io).await?;
+        let mut written = progress(stream.write_vectored(&io), limit).await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -66,11 +130,14 @@ impl Encoded {
     }
 }
 
-/// Send `encoded`. An error is a failed write (the client is gone).
-/// `describe` names the request for the log line of a body that ends early.
+/// Send `encoded`, each write bounded by `limit` (`--write-timeout`). An
+/// error is a failed write: the client is gone, or stopped reading
+/// (`is_stalled`); the body is dropped before it returns. `describe` names
+/// the request for the log line of a body that ends early.
 pub(crate) async fn send<S: AsyncWrite + Unpin>(
     stream: &mut S,
     encoded: &mut Encoded,
+    limit: Duration,
     describe: impl Fn() -> String,
 ) -> std::io::Result<Sent> {
     let framing = encoded.framing;
@@ -82,7 +149,7 @@ pub(crate) async fn send<S: AsyncWrite + Unpin>(
         }
     };
     let Some(mut body) = encoded.body.take() else {
-        stream.write_all(&encoded.head).await?;
+        write_all(stream, &encoded.head, limit).await?;
         return Ok(verdict(encoded.keep_alive));
     };
     let mut head_sent = false;
@@ -105,7 +172,7 @@ pub(crate) async fn send<S: AsyncWrite + Unpin>(
         if framing == Framing::Chunked {
             chunk_head.clear();
             push_chunk_head(&mut chunk_head, data.len());
-            write_all_parts(stream, &[head, &chunk_head, &data, b"\r\n"]).await?;
+            write_all_parts(stream, &[head, &chunk_head, &data, b"\r\n"], limit).await?;
         } else {
             if (data.len() as u64) > remaining {
                 log::warning(&format!(
@@ -113,27 +180,27 @@ pub(crate) async fn send<S: AsyncWrite + Unpin>(
                     describe()
                 ));
                 data.truncate(remaining as usize);
-                write_all_parts(stream, &[head, &data]).await?;
+                write_all_parts(stream, &[head, &data], limit).await?;
                 return Ok(Sent::Close);
             }
             remaining -= data.len() as u64;
-            write_all_parts(stream, &[head, &data]).await?;
+            write_all_parts(stream, &[head, &data], limit).await?;
         }
     }
     drop(body);
     let head: &[u8] = if head_sent { &[] } else { &encoded.head };
     match framing {
         Framing::Chunked if !failed => {
-            write_all_parts(stream, &[head, LAST_CHUNK]).await?;
+            write_all_parts(stream, &[head, LAST_CHUNK], limit).await?;
             Ok(verdict(encoded.keep_alive))
         }
         // An unfinished chunked body: no last chunk, so the client sees the break.
         Framing::Chunked => {
-            write_all_parts(stream, &[head]).await?;
+            write_all_parts(stream, &[head], limit).await?;
             Ok(Sent::Close)
         }
         Framing::Length(_) if remaining > 0 && !failed => {
-            write_all_parts(stream, &[head]).await?;
+            write_all_parts(stream, &[head], limit).await?;
             log::warning(&format!(
                 "{}: the app sent {remaining} byte(s) less than its Content-Length; closing the connection",
                 describe()
@@ -141,7 +208,7 @@ pub(crate) async fn send<S: AsyncWrite + Unpin>(
             Ok(Sent::Close)
         }
         _ => {
-            write_all_parts(stream, &[head]).await?;
+            write_all_parts(stream, &[head], limit).await?;
             Ok(verdict(encoded.keep_alive && !failed))
         }
     }

@@ -194,10 +194,12 @@ pub(crate) async fn serve_unix(
             fd: stream.as_raw_fd(),
             exchange,
         };
-        let Some(response) = shared
-            .app
-            .call(&mut request, &mut ConnectionCache::default(), client)
-        else {
+        let Some(response) = connection::route(
+            &shared,
+            &mut request,
+            &mut ConnectionCache::default(),
+            client,
+        ) else {
             // The watchdog answered (504) and shut the socket down.
             return;
         };
@@ -222,8 +224,15 @@ pub(crate) async fn serve_unix(
     };
     match unsent {
         Some((mut encoded, head)) => {
-            if let Err(error) = write::send(&mut stream, &mut encoded, || head.describe()).await {
-                log::warning(&format!("uwsgi response cut short: {error}"));
+            let limit = shared.config.write_timeout;
+            if let Err(error) =
+                write::send(&mut stream, &mut encoded, limit, || head.describe()).await
+            {
+                if write::is_stalled(&error) {
+                    write::log_stalled(&error, limit, || head.describe());
+                } else {
+                    log::warning(&format!("uwsgi response cut short: {error}"));
+                }
             }
         }
         None => {
