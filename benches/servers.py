@@ -241,10 +241,15 @@ HYPER_BIN = BENCHES / "hyper_bare" / "target" / "release" / "hyper_bare"
 
 
 def _rwsgi(venv: Path, s: Scenario, port: int) -> list[str]:
-    return [
+    argv = [
         venv_python(venv), "-m", "rwsgi", s.target, "--http", f"{HOST}:{port}",
         "--workers", str(s.workers), "--threads", str(s.threads),
     ]  # fmt: skip
+    if s.idle:
+        # The held connections stay idle longer than the 5 s default
+        # --keepalive-timeout; the peers measured beside it keep them too.
+        argv += ["--keepalive-timeout", "300"]
+    return argv
 
 
 def _bjoern(venv: Path, s: Scenario, port: int) -> list[str]:
