@@ -40,6 +40,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from compare import stop_server
+
 BENCHES = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
 KINDS = ("refused", "reset", "closed", "timeout", "status", "body", "other")
@@ -558,24 +560,6 @@ def wait_ready(proc: subprocess.Popen[bytes], logfile: Path, port: int, server: 
     raise RunFailed(f"not ready after {timeout:.0f} s ({last}): {tail(logfile)}")
 
 
-def stop(proc: subprocess.Popen[bytes], grace: float) -> str:
-    """SIGTERM to the PID we started, then SIGKILL to its process group."""
-    note = ""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            note = f"did not stop within {grace:.0f} s of SIGTERM; killed"
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # workers the master left behind
-    except ProcessLookupError:
-        pass
-    if proc.poll() is None:
-        proc.wait(5)
-    return note
-
-
 def write_version(appfile: Path, version: int) -> None:
     """The source change before a reload: the app's ``VERSION`` line."""
     text = appfile.read_text()
@@ -675,7 +659,7 @@ def run_one(server: Server, scenario: str, args: argparse.Namespace) -> dict:
         if load is not None and not load.stopped:
             load.stop()
         if proc is not None:
-            note = stop(proc, args.stop_grace)
+            note = stop_server(proc, args.stop_grace)[1]
             if note:
                 result["stop_note"] = note
         shutil.rmtree(tmp, ignore_errors=True)

@@ -135,10 +135,11 @@ def test_a_call_blocked_in_c_gets_504_while_other_connections_are_served(
     assert "in sleep_long" in logs and "time.sleep(seconds)" in logs, logs
 
 
-def test_a_thread_that_does_not_unwind_within_the_grace_asks_for_a_new_worker(
+def test_a_thread_that_does_not_unwind_within_the_grace_gets_its_worker_replaced(
     start_server: ServerFactory,
 ) -> None:
     h = start(start_server, "--harakiri", str(LIMIT), "--harakiri-grace", "1", threads=2)
+    stuck = h.server.worker_pids[1]
     since = h.server.mark()
     _, status, _ = timed(h.transport("direct"), "/sleep?t=30")
     assert status == 504
@@ -149,6 +150,12 @@ def test_a_thread_that_does_not_unwind_within_the_grace_asks_for_a_new_worker(
     )
     # Meanwhile the worker's other thread serves.
     assert h.pid() > 0
+    # The master starts the replacement first, then retires the stuck one,
+    # whose other requests are never cut: every request below succeeds.
+    replacement = h.server.wait_for_respawn(1, stuck, timeout=20)
+    h.server.wait_for_log(r"did not unwind within --harakiri-grace; starting its replacement")
+    wait_until(lambda: h.pid() == replacement, 10)
+    h.server.wait_for_log(rf"worker 1 \(pid {stuck}\) (exited|was killed)", timeout=20)
 
 
 def test_a_thread_that_unwinds_in_time_asks_for_nothing(start_server: ServerFactory) -> None:

@@ -15,9 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Rwsgi, ServerFactory, recorded_lines, short_tmpdir, url_arg, wait_until
+from conftest import Rwsgi, ServerFactory, recorded_lines, url_arg, wait_until
 from rwsgi.options import OptionError, normalize
-from support.transports import Conn, Direct, Transport, Uwsgi
+from support.transports import (
+    LISTENER_KINDS,
+    Conn,
+    Direct,
+    Transport,
+    start_on_every_listener,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -25,16 +31,7 @@ APP = "apps.conntime:application"
 READY = "/-/ready"
 
 
-class HttpUnix(Direct):
-    """HTTP/1.1 on the ``--http-socket`` unix listener."""
-
-    name = "http-unix"
-
-    def address(self) -> str | tuple[str, int]:
-        return self.server.unix("http")
-
-
-KINDS = {kind.name: kind for kind in (Direct, HttpUnix, Uwsgi)}
+KINDS = LISTENER_KINDS
 
 
 @dataclass
@@ -47,22 +44,7 @@ class Served:
 
 
 def start(factory: ServerFactory, *args: str, env: dict[str, str] | None = None) -> Served:
-    tmp = Path(short_tmpdir())
-    record = tmp / "calls.txt"
-    server = factory.mixed(
-        APP,
-        "--http",
-        "127.0.0.1:0",
-        "--http-socket",
-        str(tmp / "h.sock"),
-        "--socket",
-        str(tmp / "u.sock"),
-        "--threads",
-        "2",
-        *args,
-        env={"RWSGI_TEST_RECORD": str(record), **(env or {})},
-    )
-    return Served(server, record)
+    return Served(*start_on_every_listener(factory, APP, *args, env=env))
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Rwsgi, ServerFactory, short_tmpdir, url_arg, wait_until
-from support.transports import Conn, Direct, Transport, Uwsgi
+from conftest import Rwsgi, ServerFactory, url_arg, wait_until
+from support.transports import (
+    LISTENER_KINDS,
+    Conn,
+    Direct,
+    Transport,
+    start_on_every_listener,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,33 +40,11 @@ APP = "apps.conntime:application"
 RETIRING = r"worker 1: draining \d+ connection\(s\) until their next request"
 
 
-class HttpUnix(Direct):
-    """HTTP/1.1 on the ``--http-socket`` unix listener."""
-
-    name = "http-unix"
-
-    def address(self) -> str | tuple[str, int]:
-        return self.server.unix("http")
-
-
-KINDS = {kind.name: kind for kind in (Direct, HttpUnix, Uwsgi)}
+KINDS = LISTENER_KINDS
 
 
 def start(factory: ServerFactory, *args: str, env: dict[str, str] | None = None) -> Rwsgi:
-    tmp = Path(short_tmpdir())
-    return factory.mixed(
-        APP,
-        "--http",
-        "127.0.0.1:0",
-        "--http-socket",
-        str(tmp / "h.sock"),
-        "--socket",
-        str(tmp / "u.sock"),
-        "--threads",
-        "2",
-        *args,
-        env={"RWSGI_TEST_RECORD": str(tmp / "calls.txt"), **(env or {})},
-    )
+    return start_on_every_listener(factory, APP, *args, env=env)[0]
 
 
 def is_open(sock: socket.socket) -> bool:

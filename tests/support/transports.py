@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
+from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlsplit
 
 from support.http import RawResponse, connect, parse_response, read_response, read_until_closed
-from support.process import Rwsgi
+from support.process import Rwsgi, ServerFactory, short_tmpdir
 from support.uwsgi import request_vars, uwsgi_header, uwsgi_vars
 
 HOST = "core.test"
@@ -189,3 +190,39 @@ class Uwsgi(Transport):
 
 
 TRANSPORTS: dict[str, type[Transport]] = {kind.name: kind for kind in (Direct, Chunked, Uwsgi)}
+
+
+class HttpUnix(Direct):
+    """HTTP/1.1 on the ``--http-socket`` unix listener."""
+
+    name = "http-unix"
+
+    def address(self) -> str | tuple[str, int]:
+        return self.server.unix("http")
+
+
+LISTENER_KINDS: dict[str, type[Transport]] = {kind.name: kind for kind in (Direct, HttpUnix, Uwsgi)}
+"""Every kind of listener: HTTP on TCP, HTTP on a unix socket, uwsgi on a unix socket."""
+
+
+def start_on_every_listener(
+    factory: ServerFactory, app: str, *args: str, env: dict[str, str] | None = None
+) -> tuple[Rwsgi, Path]:
+    """A 2-thread server on every kind of listener, recording its app's calls
+    (``RWSGI_TEST_RECORD``); returns it and the record file."""
+    tmp = Path(short_tmpdir())
+    record = tmp / "calls.txt"
+    server = factory.mixed(
+        app,
+        "--http",
+        "127.0.0.1:0",
+        "--http-socket",
+        str(tmp / "h.sock"),
+        "--socket",
+        str(tmp / "u.sock"),
+        "--threads",
+        "2",
+        *args,
+        env={"RWSGI_TEST_RECORD": str(record), **(env or {})},
+    )
+    return server, record
