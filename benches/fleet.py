@@ -188,6 +188,8 @@ class Fleet:
         self.starts = 0
         self.nginx: subprocess.Popen | None = None
         self.health = False
+        # Whether each host was started with the health flags.
+        self.started_with: dict[str, bool] = {}
         for host in HOSTS:  # this run's logs only
             (args.logs / f"fleet-{self.server.name}-{host}.log").unlink(missing_ok=True)
 
@@ -241,6 +243,7 @@ class Fleet:
             shutil.copy(BENCHES / "fleet_app.py", appdir / "fleet_app.py")
         logfile = self.args.logs / f"fleet-{self.server.name}-{host}.log"
         self.host_logs[host] = logfile
+        self.started_with[host] = self.health
         env = dict(
             os.environ, FLEET_HOST=host, PYTHONPATH=str(appdir), PYTHONUNBUFFERED="1",
             PYTHONDONTWRITEBYTECODE="1",
@@ -275,8 +278,12 @@ class Fleet:
         raise FleetFailed(f"{host} not ready after {self.args.start_timeout:.0f} s")
 
     def ensure_hosts(self) -> None:
+        """Every host running, with this scenario's flags (a host started by
+        an earlier scenario without the health flags is started again)."""
         for host in HOSTS:
             proc = self.hosts[host]
+            if proc is not None and proc.poll() is None and self.started_with[host] != self.health:
+                stop_proc(proc, signal.SIGTERM, 10)
             if proc is None or proc.poll() is not None:
                 self.start_host(host)
         for host in HOSTS:

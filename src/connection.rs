@@ -329,8 +329,10 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
             ..
         } = self;
         let stop = &shared.stop;
-        let mut limits = |cx: &mut Context<'_>, idle: bool| -> Option<Wait> {
-            if idle {
+        // A stop closes a kept connection that waits idle; one that has not
+        // made its first request yet (just accepted) is still served it.
+        let mut limits = |cx: &mut Context<'_>, kept_idle: bool| -> Option<Wait> {
+            if kept_idle {
                 loop {
                     let wake = stop_wake.get_or_insert_with(|| Box::pin(stop.wake_up()));
                     let woken = wake.as_mut().poll(cx).is_ready();
@@ -356,7 +358,7 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
                 Poll::Ready(Ok(())) => Poll::Ready(None),
                 Poll::Ready(Err(error)) => Poll::Ready(Some(Wait::Read(Err(error)))),
                 Poll::Pending => {
-                    limits(cx, true).map_or(Poll::Pending, |wait| Poll::Ready(Some(wait)))
+                    limits(cx, kept_idle).map_or(Poll::Pending, |wait| Poll::Ready(Some(wait)))
                 }
             })
             .await;
@@ -371,7 +373,7 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
             if let Poll::Ready(result) = read.as_mut().poll(cx) {
                 return Poll::Ready(Wait::Read(result));
             }
-            limits(cx, idle).map_or(Poll::Pending, Poll::Ready)
+            limits(cx, kept_idle).map_or(Poll::Pending, Poll::Ready)
         })
         .await
     }

@@ -19,7 +19,7 @@
 //! counting timeouts).
 
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,7 @@ use crate::http::connection::Http1;
 use crate::log;
 use crate::request::Peer;
 use crate::shared::Shared;
+use crate::shutdown::Stopping;
 use crate::uwsgi::connection::{allowed, serve_unix, Uwsgi};
 
 /// A bound listener of either socket family.
@@ -148,6 +149,54 @@ pub(crate) async fn accept_loop(
             }
         }
     }
+    if stop.mode() == Some(Stopping::Stop) {
+        take_queued(&listener, protocol, &shared);
+    }
+}
+
+/// After a stop, take every connection already queued on `listener`: the
+/// master has stopped new ones from queueing (`net::closing`), and closing
+/// the socket would reset these, whose requests may already be sent. A
+/// connection that has not made a request yet is still served one.
+fn take_queued(listener: &Listener, protocol: ListenerProtocol, shared: &Arc<Shared>) {
+    loop {
+        let taken = match listener {
+            Listener::Tcp(tcp) => accept_now(tcp).and_then(|socket| {
+                let stream = std::net::TcpStream::from(socket);
+                let peer = stream.peer_addr()?;
+                stream.set_nonblocking(true)?;
+                spawn_tcp(
+                    tokio::net::TcpStream::from_std(stream)?,
+                    peer,
+                    protocol,
+                    shared,
+                );
+                Ok(())
+            }),
+            Listener::Unix(unix) => accept_now(unix).and_then(|socket| {
+                let stream = std::os::unix::net::UnixStream::from(OwnedFd::from(socket));
+                stream.set_nonblocking(true)?;
+                let stream = tokio::net::UnixStream::from_std(stream)?;
+                spawn(stream, Peer::Unix, None, protocol, shared);
+                Ok(())
+            }),
+            Listener::UwsgiUnix(unix) => accept_raw(unix.get_ref()).map(|stream| {
+                let guard = shared.open.open();
+                tokio::spawn(serve_unix(stream, Arc::clone(shared), guard));
+            }),
+        };
+        // WouldBlock: nothing is left in the queue.
+        if taken.is_err() {
+            return;
+        }
+    }
+}
+
+/// One `accept` on a non-blocking listening socket, whatever owns it.
+fn accept_now(listener: &impl AsFd) -> std::io::Result<socket2::Socket> {
+    socket2::SockRef::from(listener)
+        .accept()
+        .map(|(socket, _)| socket)
 }
 
 /// With one thread, yield so the new connection's request reaches the app (and
@@ -209,6 +258,18 @@ pub(crate) async fn steal_loop(
             Err(_) => {
                 ready.clear_ready();
                 tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    // A sibling that died or stopped first leaves its queue to whoever
+    // still holds the socket.
+    if stop.mode() == Some(Stopping::Stop) {
+        while let Ok((stream, peer)) = listener.get_ref().accept() {
+            let stream = stream
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpStream::from_std(stream));
+            if let Ok(stream) = stream {
+                spawn_tcp(stream, peer, protocol, &shared);
             }
         }
     }

@@ -232,3 +232,50 @@ def test_the_master_stop_still_closes_idle_connections_at_once(
         server.send_signal(signal.SIGTERM)
         assert conn.rest(10) == b""
     assert server.wait(30) == 0, server.logs()
+
+
+@pytest.mark.parametrize("kind", ["direct", "uwsgi"])
+def test_a_stop_serves_the_connections_still_queued_in_the_kernel(
+    start_server: ServerFactory, tmp_path: Path, kind: str
+) -> None:
+    """Closing a listener resets what waits in its queue; a stop takes it
+    first. One worker, two threads, both busy: a third connection's request
+    waits unaccepted in the backlog when the SIGTERM comes."""
+    server = start(start_server)
+    t = KINDS[kind](server)
+    busy = []
+    for index in range(2):
+        started = tmp_path / f"started-{index}"
+        conn = t.connect(timeout=30)
+        conn.send(t.encode("GET", f"/sleep?t=2&started={url_arg(started)}"))
+        wait_until(started.exists, 10)
+        busy.append(conn)
+    with t.connect(timeout=30) as queued:
+        queued.send(t.encode("POST", "/hello", body=b"sent while every thread was busy"))
+        time.sleep(0.3)
+        server.send_signal(signal.SIGTERM)
+        response = queued.response(timeout=20)
+        assert response.status == 200, response
+        assert response.body == b"hello"
+    for conn in busy:
+        assert conn.response(timeout=20).status == 200
+        conn.close()
+    assert server.wait(30) == 0, server.logs()
+
+
+def test_after_a_stop_new_connections_are_refused_not_left_hanging(
+    start_server: ServerFactory, tmp_path: Path
+) -> None:
+    server = start(start_server)
+    t = Direct(server)
+    started = tmp_path / "started"
+    with t.connect(timeout=30) as busy:
+        busy.send(t.encode("GET", f"/sleep?t=4&started={url_arg(started)}"))
+        wait_until(started.exists, 10)
+        server.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(server.tcp("http"), timeout=10).close()
+        # Refused while the request in flight still runs: its answer is not there yet.
+        assert not select.select([busy.sock], [], [], 0)[0]
+        assert busy.response(timeout=20).status == 200

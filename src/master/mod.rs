@@ -390,9 +390,33 @@ impl Arbiter {
         self.stopping = Some(Stopping::Graceful {
             deadline: Instant::now() + self.config.graceful_timeout + Duration::from_secs(1),
         });
-        self.listeners.clear();
+        self.close_listeners_gently();
         self.let_go_of_loaders(|_| true);
         self.tell_workers_to_stop();
+    }
+
+    /// Stop new connections from queueing while the workers take what is
+    /// queued (see `net::closing`), then let go of the master's copies.
+    /// Sockets inherited from systemd stay as they are: they outlive us, and
+    /// their queue waits for the next start.
+    fn close_listeners_gently(&mut self) {
+        for listener in self.listeners.iter().filter(|l| !l.inherited) {
+            if matches!(listener.address, crate::config::Address::Tcp(_)) {
+                for socket in &listener.per_slot {
+                    if let Err(error) = net::stop_new_connections(socket) {
+                        log::warning(&format!(
+                            "{}: cannot hold off new connections while stopping: {error}",
+                            listener.url()
+                        ));
+                    }
+                }
+            }
+        }
+        // A unix socket's path goes first: a new connect then fails at once.
+        for file in &self.unix_files {
+            file.remove();
+        }
+        self.listeners.clear();
     }
 
     /// SIGTERM to every worker not told yet (some pids arrive late).

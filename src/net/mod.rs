@@ -8,6 +8,7 @@
 //! socket whose backlog never stopped queueing. A socket inherited from
 //! systemd (`inherited.rs`) is one socket shared by every worker.
 
+mod closing;
 mod inherited;
 mod unix;
 
@@ -18,6 +19,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{Address, Config, ListenerProtocol, ListenerSpec};
 use crate::error::{Error, Result};
+pub(crate) use closing::stop_new_connections;
 pub(crate) use unix::UnixSocketFile;
 
 /// One listener the user asked for, with a descriptor per worker slot.
