@@ -1,8 +1,10 @@
-"""Process titles: ``rwsgi: master [APP]`` and ``rwsgi: worker N [APP]`` in
+"""Process titles: ``rwsgi: master [APP]``, ``rwsgi: loader GENERATION [APP]``
+and ``rwsgi: worker N [APP]`` in
 /proc/PID/cmdline (what ps aux shows) and, cut to 15 bytes, /proc/PID/comm."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,8 @@ def test_master_and_workers_carry_their_titles(start_server: ServerFactory) -> N
         assert _is_rwsgi_process(pid)
     assert _is_rwsgi_process(server.pid)
     assert server.get("/hello").status == 200
+    loader = int(re.findall(r"generation 1: loader pid (\d+)", server.logs())[0])
+    assert cmdline(loader) == f"rwsgi: loader 1 [{APP}]".encode()
 
 
 def test_a_respawned_worker_gets_its_title(start_server: ServerFactory) -> None:

@@ -199,6 +199,10 @@ fn die_with(master: i32) -> bool {
 
 /// The loader's life; returns its exit status.
 pub(crate) fn run(py: Python<'_>, mut context: LoaderContext<'_>, link: UnixStream) -> i32 {
+    crate::proctitle::set(&format!(
+        "rwsgi: loader {} [{}]",
+        context.number, context.config.app_label
+    ));
     context.exits = exit_on_signals();
     if !die_with(context.master) {
         return 0;
