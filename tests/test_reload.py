@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import threading
 import time
@@ -22,6 +23,7 @@ from support.process import Server, wait_until
 
 APP_SOURCE = """
 import os
+import re
 import time
 
 VERSION = {version!r}
@@ -321,3 +323,19 @@ def test_a_reload_keeps_readiness_200_on_new_connections(start_server, app_dir: 
             break
     assert set(statuses) == {200}, statuses
     assert answer(server)[0] == "v2"
+
+
+def test_a_dead_loader_is_replaced_and_workers_respawn_from_the_new_one(
+    start_server, app_dir: Path
+) -> None:
+    server = start(start_server, app_dir, workers=2)
+    loader = int(re.findall(r"generation 1: loader pid (\d+)", server.logs())[0])
+    os.kill(loader, signal.SIGKILL)
+    server.wait_for_log(r"generation 1's loader .* starting a new one", timeout=10)
+    server.wait_for_log(r"generation 2: app loaded", timeout=20)
+    # The workers never stopped serving; one that dies now comes from the new loader.
+    assert answer(server)[0] == "v1"
+    victim = server.worker_pids[1]
+    os.kill(victim, signal.SIGKILL)
+    server.wait_for_respawn(1, victim, timeout=10)
+    assert answer(server)[0] == "v1"

@@ -26,8 +26,9 @@ impl Arbiter {
         self.next_generation += 1;
         let master = i32::try_from(std::process::id()).unwrap_or(0);
         let generation = Generation::start(py, number, |link| {
-            // What the master holds that a loader must not: the signal
-            // handlers, other loaders' links, the doorbell's read end.
+            // What the master holds that a loader must not: its signal
+            // handlers, other loaders' links (each loader must see its
+            // own close), the socket files to remove at exit.
             signals.forget_in_child_or_master();
             self.generations.clear();
             self.unix_files.clear();
@@ -162,7 +163,8 @@ impl Arbiter {
                 Err(error) => self.reload_failed(&error.to_string()),
             }
         }
-        if self.current.is_none() && self.reload.is_none() {
+        if self.current.is_none() && self.reload.is_none() && Instant::now() >= self.next_loader_at
+        {
             let number = self.start_generation(py, signals)?;
             self.current = Some(number);
         }

@@ -37,6 +37,9 @@ use loader::Generation;
 use signals::SignalQueue;
 use workers::{Fleet, Jitter};
 
+/// Most workers SIGTTIN reaches: a reload needs a board entry for every
+/// old and every new worker at once.
+const MAX_WORKERS: usize = board::MAX_SLOTS / 2 - 1;
 /// How long the loop sleeps when nothing is scheduled.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
@@ -76,6 +79,8 @@ pub(crate) struct Arbiter {
     /// The entry of the worker started to replace another (one at a time).
     replacing: Option<usize>,
     next_generation: u64,
+    /// No new loader is started before this (after one died).
+    next_loader_at: Instant,
     /// Some worker has accepted connections since the start.
     ever_ready: bool,
     jitter: Jitter,
@@ -169,6 +174,7 @@ impl Arbiter {
             reload: None,
             replacing: None,
             next_generation: 1,
+            next_loader_at: Instant::now(),
             ever_ready: false,
             jitter: Jitter::new(),
             board,
@@ -285,6 +291,9 @@ impl Arbiter {
             for due in self.fleet.active().filter_map(|worker| worker.due) {
                 wake = wake.min(due);
             }
+            if self.current.is_none() {
+                wake = wake.min(self.next_loader_at);
+            }
         }
         match self.stopping {
             Some(Stopping::Graceful { deadline }) => wake = wake.min(deadline),
@@ -337,6 +346,11 @@ impl Arbiter {
                 self.halt();
             }
             SIGHUP if self.stopping.is_none() => self.begin_reload(),
+            SIGTTIN if self.stopping.is_none() && self.fleet.positions.len() >= MAX_WORKERS => {
+                log::warning(&format!(
+                    "SIGTTIN: already at {MAX_WORKERS} workers, the most"
+                ));
+            }
             SIGTTIN if self.stopping.is_none() => {
                 self.fleet.add_position();
                 log::info(&format!(

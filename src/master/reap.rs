@@ -83,17 +83,24 @@ impl Arbiter {
         if self.current != Some(number) {
             return;
         }
-        if failed_to_load(status) && !self.ever_ready {
+        if !generation.loaded && !self.ever_ready {
+            // The first loader never got the app loaded: nothing can serve.
+            if !failed_to_load(status) {
+                log::error(&format!("the loader {how} while importing the app"));
+            }
             log::error("the app failed to load; stopping");
             self.exit_error = Some(Error::AppLoad(self.config.app_label.clone()));
             self.halt();
             return;
         }
+        // The workers serve on; a loader that keeps dying is not restarted
+        // more than once a second.
         log::warning(&format!(
             "generation {number}'s loader (pid {}) {how}; starting a new one",
             generation.pid
         ));
         self.current = None;
+        self.next_loader_at = std::time::Instant::now() + Duration::from_secs(1);
     }
 
     pub(super) fn worker_ended(&mut self, worker: &WorkerProc, pid: i32, status: i32) {
