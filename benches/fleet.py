@@ -725,14 +725,7 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         if args.json:
             args.json.write_text(json.dumps(data, indent=1))
-    report = render(data)
-    print(report, flush=True)
-    if args.output:
-        if args.append and args.output.exists():
-            args.output.write_text(args.output.read_text().rstrip("\n") + "\n\n" + report)
-        else:
-            args.output.write_text(report)
-        log(f"wrote {args.output}")
+    reload.publish(render(data), args.output, args.append)
     return 0
 
 

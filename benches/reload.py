@@ -927,15 +927,19 @@ def main(argv: list[str] | None = None) -> int:
         data = collect(args)
         if args.json:
             args.json.write_text(json.dumps(data, indent=1))
-    report = render(data)
-    print(report, flush=True)
-    if args.output:
-        if args.append and args.output.exists():
-            args.output.write_text(args.output.read_text().rstrip("\n") + "\n\n" + report)
-        else:
-            args.output.write_text(report)
-        log(f"wrote {args.output}")
+    publish(render(data), args.output, args.append)
     return 0
+
+
+def publish(report: str, output: Path | None, append: bool) -> None:
+    """Print the report and, with --output, write it (--append: after what is there)."""
+    print(report, flush=True)
+    if output:
+        if append and output.exists():
+            output.write_text(output.read_text().rstrip("\n") + "\n\n" + report)
+        else:
+            output.write_text(report)
+        log(f"wrote {output}")
 
 
 if __name__ == "__main__":
