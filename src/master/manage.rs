@@ -157,9 +157,9 @@ impl Arbiter {
             }
         }
         self.note_ready_workers();
-        if self.reload.as_ref().is_some_and(|r| r.generation == 0) {
+        if self.reload == Some(Reload::Asked) {
             match self.start_generation(py, signals) {
-                Ok(number) => self.reload = Some(Reload { generation: number }),
+                Ok(number) => self.reload = Some(Reload::Loading(number)),
                 Err(error) => self.reload_failed(&error.to_string()),
             }
         }

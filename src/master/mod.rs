@@ -56,9 +56,14 @@ enum Stopping {
     Immediate,
 }
 
-/// A reload under way: its generation's workers are starting.
-struct Reload {
-    generation: u64,
+/// A reload under way.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reload {
+    /// SIGHUP came; the loop starts the generation (forking needs the
+    /// signal queue, which the dispatcher does not hold).
+    Asked,
+    /// This generation is loading or starting its workers.
+    Loading(u64),
 }
 
 /// The supervisor.
@@ -326,6 +331,11 @@ impl Arbiter {
             self.fleet.positions.len(),
             self.config.threads
         )
+    }
+
+    /// Whether generation `number` is the reload under way.
+    fn is_reloading(&self, number: u64) -> bool {
+        self.reload == Some(Reload::Loading(number))
     }
 
     fn dispatch(&mut self, signal: i32) {

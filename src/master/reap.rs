@@ -70,7 +70,7 @@ impl Arbiter {
         if self.stopping.is_some() {
             return;
         }
-        if self.reload.as_ref().is_some_and(|r| r.generation == number) {
+        if self.is_reloading(number) {
             if failed_to_load(status) {
                 self.reload_failed(&format!(
                     "generation {number} could not load the app (traceback above)"
@@ -112,11 +112,7 @@ impl Arbiter {
             log::info(&format!("worker {} (pid {pid}) {how}", worker.id));
             return;
         }
-        if self
-            .reload
-            .as_ref()
-            .is_some_and(|r| r.generation == worker.generation)
-        {
+        if self.is_reloading(worker.generation) {
             self.reload_failed(&format!("a new worker (pid {pid}) {how} before accepting"));
             return;
         }

@@ -10,17 +10,15 @@ impl Arbiter {
     /// SIGHUP: a new generation loads the code; its workers start beside the
     /// old ones, which retire once every new one accepts.
     pub(super) fn begin_reload(&mut self) {
-        if let Some(previous) = self.reload.take() {
+        if let Some(Reload::Loading(previous)) = self.reload.take() {
             log::info(&format!(
-                "SIGHUP during a reload: generation {} is abandoned",
-                previous.generation
+                "SIGHUP during a reload: generation {previous} is abandoned"
             ));
-            self.abandon(previous.generation);
+            self.abandon(previous);
         }
         log::info("SIGHUP: reloading (new workers start before the old ones retire)");
         self.notifier.reloading();
-        // Started from the loop (it needs the signal queue): mark it.
-        self.reload = Some(Reload { generation: 0 });
+        self.reload = Some(Reload::Asked);
     }
 
     /// Retire a generation's workers and end its loader.
@@ -30,10 +28,9 @@ impl Arbiter {
     }
 
     pub(super) fn advance_reload(&mut self) {
-        let Some(reload) = &self.reload else {
+        let Some(Reload::Loading(number)) = self.reload else {
             return;
         };
-        let number = reload.generation;
         let Some(generation) = self.generations.iter().find(|g| g.number == number) else {
             return;
         };
@@ -86,10 +83,8 @@ impl Arbiter {
         log::error(&format!(
             "reload failed: {why}; the old workers keep serving"
         ));
-        if let Some(reload) = self.reload.take() {
-            if reload.generation != 0 {
-                self.abandon(reload.generation);
-            }
+        if let Some(Reload::Loading(number)) = self.reload.take() {
+            self.abandon(number);
         }
         self.notifier.ready(&self.status_line());
     }
