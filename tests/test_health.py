@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Rwsgi, ServerFactory, recorded_lines, url_arg, wait_until
+from conftest import Rwsgi, ServerFactory, recorded_lines
 from rwsgi.options import OptionError, normalize
 from support.transports import (
     LISTENER_KINDS,
     Conn,
     Direct,
     Transport,
+    in_app,
     start_on_every_listener,
 )
 
@@ -93,9 +94,7 @@ def test_health_keeps_the_connection_alive(served: Served) -> None:
 def test_free_threads_counts_a_request_in_flight(served: Served, tmp_path: Path) -> None:
     t = Direct(served.server)
     started = tmp_path / "started"
-    with t.connect(timeout=30) as busy:
-        busy.send(t.encode("GET", f"/sleep?t=1&started={url_arg(started)}"))
-        wait_until(started.exists, 10)
+    with in_app(t, 1, started) as busy:
         assert t.request("GET", READY).header("x-free-threads") == "1"
         assert busy.response().status == 200
     assert t.request("GET", READY).header("x-free-threads") == "2"
@@ -131,9 +130,7 @@ def test_503_once_the_server_stops(
     t = kind(own.server)
     started = tmp_path / "started"
     first, rest = split_request(t)
-    with t.connect(timeout=30) as busy, t.connect(timeout=30) as probe:
-        busy.send(t.encode("GET", f"/sleep?t=3&started={url_arg(started)}"))
-        wait_until(started.exists, 10)
+    with in_app(t, 3, started) as busy, t.connect(timeout=30) as probe:
         probe.send(first)
         time.sleep(0.3)  # let the worker accept it and read what was sent
         since = own.server.mark()

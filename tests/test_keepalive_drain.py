@@ -25,12 +25,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Rwsgi, ServerFactory, url_arg, wait_until
+from conftest import Rwsgi, ServerFactory
 from support.transports import (
     LISTENER_KINDS,
     Conn,
     Direct,
     Transport,
+    in_app,
     start_on_every_listener,
 )
 
@@ -135,9 +136,7 @@ def test_stop_closes_an_idle_connection_at_once_and_answers_the_one_in_flight(
     server = start(start_server, "--keepalive-timeout", "60")
     t = Direct(server)
     started = tmp_path / "started"
-    with kept(t) as idle, t.connect(timeout=30) as busy:
-        busy.send(t.encode("GET", f"/sleep?t=3&started={url_arg(started)}"))
-        wait_until(started.exists, 10)
+    with kept(t) as idle, in_app(t, 3, started) as busy:
         # A SIGTERM the master did not mark as a retirement: a stop.
         os.kill(server.worker_pids[1], signal.SIGTERM)
         assert idle.rest(10) == b"", "the idle connection got an answer"
@@ -182,9 +181,7 @@ def test_retiring_worker_answers_a_request_in_flight_with_connection_close(
     server = start(start_server)
     t = Direct(server)
     started = tmp_path / "started"
-    with t.connect(timeout=30) as busy:
-        busy.send(t.encode("GET", f"/sleep?t=1&started={url_arg(started)}"))
-        wait_until(started.exists, 10)
+    with in_app(t, 1, started) as busy:
         since = server.mark()
         signal_worker(server)
         server.wait_for_log(RETIRING, since=since)
@@ -245,11 +242,7 @@ def test_a_stop_serves_the_connections_still_queued_in_the_kernel(
     t = KINDS[kind](server)
     busy = []
     for index in range(2):
-        started = tmp_path / f"started-{index}"
-        conn = t.connect(timeout=30)
-        conn.send(t.encode("GET", f"/sleep?t=2&started={url_arg(started)}"))
-        wait_until(started.exists, 10)
-        busy.append(conn)
+        busy.append(in_app(t, 2, tmp_path / f"started-{index}"))
     with t.connect(timeout=30) as queued:
         queued.send(t.encode("POST", "/hello", body=b"sent while every thread was busy"))
         time.sleep(0.3)
@@ -269,9 +262,7 @@ def test_after_a_stop_new_connections_are_refused_not_left_hanging(
     server = start(start_server)
     t = Direct(server)
     started = tmp_path / "started"
-    with t.connect(timeout=30) as busy:
-        busy.send(t.encode("GET", f"/sleep?t=4&started={url_arg(started)}"))
-        wait_until(started.exists, 10)
+    with in_app(t, 4, started) as busy:
         server.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         with pytest.raises(ConnectionRefusedError):

@@ -24,7 +24,7 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 from support.http import RawResponse, connect, parse_response, read_response, read_until_closed
-from support.process import Rwsgi, ServerFactory, short_tmpdir
+from support.process import Rwsgi, ServerFactory, short_tmpdir, url_arg, wait_until
 from support.uwsgi import request_vars, uwsgi_header, uwsgi_vars
 
 HOST = "core.test"
@@ -226,3 +226,12 @@ def start_on_every_listener(
         env={"RWSGI_TEST_RECORD": str(record), **(env or {})},
     )
     return server, record
+
+
+def in_app(t: Transport, seconds: float, started: Path) -> Conn:
+    """A connection whose request is inside the test app's ``/sleep`` for
+    ``seconds`` (the app creates ``started`` as the call begins)."""
+    conn = t.connect(timeout=30)
+    conn.send(t.encode("GET", f"/sleep?t={seconds}&started={url_arg(started)}"))
+    wait_until(started.exists, 10)
+    return conn
