@@ -164,14 +164,7 @@ fn take_queued(listener: &Listener, protocol: ListenerProtocol, shared: &Arc<Sha
             Listener::Tcp(tcp) => accept_now(tcp).and_then(|socket| {
                 let stream = std::net::TcpStream::from(socket);
                 let peer = stream.peer_addr()?;
-                stream.set_nonblocking(true)?;
-                spawn_tcp(
-                    tokio::net::TcpStream::from_std(stream)?,
-                    peer,
-                    protocol,
-                    shared,
-                );
-                Ok(())
+                spawn_std_tcp(stream, peer, protocol, shared)
             }),
             Listener::Unix(unix) => accept_now(unix).and_then(|socket| {
                 let stream = std::os::unix::net::UnixStream::from(OwnedFd::from(socket));
@@ -246,11 +239,7 @@ pub(crate) async fn steal_loop(
         }
         match listener.get_ref().accept() {
             Ok((stream, peer)) => {
-                let stream = stream
-                    .set_nonblocking(true)
-                    .and_then(|()| tokio::net::TcpStream::from_std(stream));
-                if let Ok(stream) = stream {
-                    spawn_tcp(stream, peer, protocol, &shared);
+                if spawn_std_tcp(stream, peer, protocol, &shared).is_ok() {
                     let_connection_start(&shared).await;
                 }
             }
@@ -265,14 +254,27 @@ pub(crate) async fn steal_loop(
     // still holds the socket.
     if stop.mode() == Some(Stopping::Stop) {
         while let Ok((stream, peer)) = listener.get_ref().accept() {
-            let stream = stream
-                .set_nonblocking(true)
-                .and_then(|()| tokio::net::TcpStream::from_std(stream));
-            if let Ok(stream) = stream {
-                spawn_tcp(stream, peer, protocol, &shared);
-            }
+            let _ = spawn_std_tcp(stream, peer, protocol, &shared);
         }
     }
+}
+
+/// Serve a connection accepted outside the runtime (a sibling's socket, or
+/// a stop's sweep of the queue): it is registered with the runtime first.
+fn spawn_std_tcp(
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    protocol: ListenerProtocol,
+    shared: &Arc<Shared>,
+) -> std::io::Result<()> {
+    stream.set_nonblocking(true)?;
+    spawn_tcp(
+        tokio::net::TcpStream::from_std(stream)?,
+        peer,
+        protocol,
+        shared,
+    );
+    Ok(())
 }
 
 fn spawn_tcp(
