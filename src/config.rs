@@ -106,6 +106,19 @@ pub(crate) struct Config {
     pub threads: usize,
     pub backlog: i32,
     pub graceful_timeout: Duration,
+    // -- static files, internal redirects and autoreload (issue 14) --
+    /// `--static-map`: URL prefixes served from folders, in the order given.
+    pub static_map: Vec<Mount>,
+    /// `--static-expires`: `max-age` of static files (`None`: no Cache-Control).
+    pub static_expires: Option<u64>,
+    /// `--static-strict`: a missing file is a 404, not a call to the app.
+    pub static_strict: bool,
+    /// `--static-confine`: links resolving outside their folder are refused.
+    pub static_confine: bool,
+    /// `--internal-map`: folders an app may name in `X-Accel-Redirect`.
+    pub internal_map: Vec<Mount>,
+    /// `--autoreload`: how often the loader looks for changed sources (zero: never).
+    pub autoreload: Duration,
     // Request timeouts (harakiri).
     /// `--harakiri`: longest an app call (and the pulls of its streamed
     /// body) may run before the watchdog answers 504; zero: off.
@@ -186,6 +199,33 @@ fn to_duration(option: &'static str, value: f64) -> Result<Duration> {
         })
 }
 
+/// A URL prefix served from a folder (`--static-map`, `--internal-map`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Mount {
+    /// Starts with `/` and has no trailing `/` (except `/` itself).
+    pub prefix: String,
+    /// Absolute, resolved by the option table.
+    pub folder: PathBuf,
+}
+
+/// Read `PREFIX=DIR` entries the option table has checked.
+fn mounts(dict: &Bound<'_, PyDict>, option: &'static str) -> Result<Vec<Mount>> {
+    let texts: Vec<String> = item(dict, option)?;
+    texts
+        .iter()
+        .map(|text| {
+            let (prefix, folder) = text.split_once('=').ok_or_else(|| Error::Config {
+                option,
+                message: format!("{text:?} is not PREFIX=DIR"),
+            })?;
+            Ok(Mount {
+                prefix: prefix.to_owned(),
+                folder: PathBuf::from(folder),
+            })
+        })
+        .collect()
+}
+
 fn parse_address(option: &'static str, text: &str) -> Result<SocketAddr> {
     let normalized = text
         .strip_prefix(':')
@@ -256,6 +296,13 @@ impl Config {
             threads,
             backlog: i32::try_from(backlog.clamp(1, i64::from(i32::MAX))).unwrap_or(i32::MAX),
             graceful_timeout: seconds(dict, "graceful_timeout")?,
+            // -- static files, internal redirects and autoreload (issue 14) --
+            static_map: mounts(dict, "static_map")?,
+            static_expires: item(dict, "static_expires")?,
+            static_strict: item(dict, "static_strict")?,
+            static_confine: item(dict, "static_confine")?,
+            internal_map: mounts(dict, "internal_map")?,
+            autoreload: seconds(dict, "autoreload")?,
             // Request timeouts (harakiri).
             harakiri: seconds(dict, "harakiri")?,
             harakiri_grace: seconds(dict, "harakiri_grace")?,

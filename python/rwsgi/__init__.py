@@ -7,12 +7,12 @@ forks the workers and supervises them until SIGINT or SIGTERM.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from rwsgi import _rwsgi
 from rwsgi._rwsgi import RequestTimeout
 from rwsgi.loader import AppLoadError, load_app, prepare_import_path
-from rwsgi.options import OPTIONS, OptionError, normalize
+from rwsgi.options import OPTIONS, OptionError, parse_mounts, normalize
 
 TYPE_CHECKING = False
 
@@ -32,11 +32,17 @@ def serve(app: Callable[..., Any] | str, **options: Any) -> None:
     workers (the default), or in every worker when ``preload=False``; the
     master never imports it, so SIGHUP reloads new code. A callable is
     already imported: SIGHUP replaces the workers but cannot change its code.
+    ``static={"/static": "dir"}`` is ``static_map`` written as a mapping.
     Options are those of ``rwsgi.OPTIONS`` (``workers``, ``threads``, ``http``...);
     a wrong one raises ``TypeError`` or ``ValueError`` naming it.
     """
     if sys.platform == "win32":  # pragma: no cover - rwsgi forks
         raise RuntimeError("rwsgi needs a Unix system (it forks worker processes)")
+    static = options.pop("static", None)
+    if static is not None:
+        if not isinstance(static, Mapping):
+            raise TypeError("static must be a mapping of URL prefix to folder")
+        options["static_map"] = [*(options.get("static_map") or []), *parse_mounts("static", static)]
     config = normalize(options)
     prepare_import_path(config["chdir"], config["pythonpath"])
     if isinstance(app, str):

@@ -16,7 +16,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the master ~1 MiB and 15 ms at start-up
     from typing import Any
 
-__all__ = ["OPTIONS", "Option", "OptionError", "normalize"]
+__all__ = ["OPTIONS", "Option", "OptionError", "normalize", "parse_mounts"]
 
 
 class OptionError(ValueError):
@@ -254,6 +254,58 @@ def _networks(name: str, value: object) -> list[str]:
     return items
 
 
+def _mount_prefix(name: str, text: str) -> str:
+    """A URL prefix such as ``/static``: starts with /, no trailing / (``/`` itself stays)."""
+    if not text.startswith("/") or any(ch in text for ch in "?#%=\\ ") or not text.isprintable():
+        raise OptionError(
+            f"{name}: the URL prefix must start with / and hold no space, ?, #, %, = or \\, "
+            f"got {text!r}"
+        )
+    if "/../" in text + "/" or "/./" in text + "/" or "//" in text:
+        raise OptionError(f"{name}: the URL prefix {text!r} has an empty, . or .. segment")
+    return text.rstrip("/") or "/"
+
+
+def parse_mounts(name: str, value: object) -> list[str]:
+    """``PREFIX=DIR`` entries (or a mapping of prefix to folder, or to a list of folders),
+    each folder made absolute before --chdir applies; kept in order, as a prefix given
+    twice is searched in that order."""
+    pairs: list[tuple[str, object]] = []
+    if isinstance(value, Mapping):
+        for prefix, folders in value.items():
+            if not isinstance(prefix, str):
+                raise TypeError(f"{name} keys must be URL prefixes (str)")
+            for folder in folders if isinstance(folders, (list, tuple)) else [folders]:
+                pairs.append((prefix, folder))
+    else:
+        for entry in _string_list(name, value):
+            prefix, sep, folder = entry.partition("=")
+            if not sep or not folder:
+                raise OptionError(f"{name}: {entry!r} is not PREFIX=DIR, e.g. /static=./static")
+            pairs.append((prefix, folder))
+    result: list[str] = []
+    for prefix, folder in pairs:
+        if not isinstance(folder, (str, os.PathLike)):
+            raise TypeError(f"{name}: the folder for {prefix!r} must be a path")
+        path = os.fspath(folder)
+        if not isinstance(path, str) or "\0" in path:
+            raise OptionError(f"{name}: the folder for {prefix!r} must be a text path")
+        if not os.path.isdir(path):
+            raise OptionError(f"{name}: {path!r} (for {prefix!r}) is not a directory")
+        result.append(f"{_mount_prefix(name, prefix)}={os.path.abspath(path)}")
+    return result
+
+
+def _optional_whole_seconds(name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a whole number of seconds, not {type(value).__name__}")
+    if not 0 <= value <= MAX_SECONDS:
+        raise OptionError(f"{name} must be from 0 to {MAX_SECONDS:,} seconds, got {value}")
+    return value
+
+
 class Option:
     """One server option: its name, how it is checked, its default and its help."""
 
@@ -368,6 +420,57 @@ OPTIONS: tuple[Option, ...] = (
         30.0,
         "seconds in-flight requests get to finish on SIGTERM/SIGINT before workers are killed",
         metavar="SECONDS",
+    ),
+    # -- static files, internal redirects and autoreload (issue 14) --
+    Option(
+        "static_map",
+        parse_mounts,
+        [],
+        "serve the files of DIR under the URL PREFIX from Rust, without the app (repeatable; "
+        "a prefix given again is searched next); a missing file goes on to the app",
+        metavar="PREFIX=DIR",
+        repeatable=True,
+    ),
+    Option(
+        "static_expires",
+        _optional_whole_seconds,
+        None,
+        "send Cache-Control: public, max-age=SECONDS with static files (names holding "
+        "Django's 12-hex-digit hash are always immutable for a year)",
+        metavar="SECONDS",
+    ),
+    Option(
+        "static_strict",
+        _bool,
+        False,
+        "answer 404 for a missing file under a --static-map prefix instead of calling the app",
+        flag=True,
+    ),
+    Option(
+        "static_confine",
+        _bool,
+        False,
+        "refuse (404) symbolic links that resolve outside their --static-map folder, for "
+        "folders where uploads land (by default links are followed, as nginx does)",
+        flag=True,
+    ),
+    Option(
+        "internal_map",
+        parse_mounts,
+        [],
+        "folders the app may hand to the server with an X-Accel-Redirect or X-Sendfile "
+        "response header naming PREFIX/file (repeatable; never served to clients directly)",
+        metavar="PREFIX=DIR",
+        repeatable=True,
+    ),
+    Option(
+        "autoreload",
+        _non_negative_seconds,
+        0.0,
+        "development: every SECONDS, look for changed source files of the loaded app and "
+        "reload when one changed (0: off); implies loading in the loader, not --lazy",
+        metavar="SECONDS",
+        aliases=("py_autoreload",),
     ),
     # Request timeouts (harakiri).
     Option(
@@ -558,6 +661,11 @@ def normalize(values: Mapping[str, object]) -> dict[str, Any]:
             "no listener: give --http 127.0.0.1:8000, --http-socket ADDR or --socket ADDR"
         )
     _check_uwsgi_exposure(config)
+    if config["autoreload"] and not config["preload"]:
+        raise OptionError(
+            "autoreload: the loader watches the files of the app it loaded, so it cannot be "
+            "combined with --lazy"
+        )
     return config
 
 
