@@ -119,6 +119,10 @@ pub(crate) struct Config {
     pub internal_map: Vec<Mount>,
     /// `--autoreload`: how often the loader looks for changed sources (zero: never).
     pub autoreload: Duration,
+    /// `--access-log`: `-` or a file (`None`: off).
+    pub access_log: Option<String>,
+    /// `--access-log-format`.
+    pub access_log_format: crate::access_log::Format,
     // Request timeouts (harakiri).
     /// `--harakiri`: longest an app call (and the pulls of its streamed
     /// body) may run before the watchdog answers 504; zero: off.
@@ -303,6 +307,14 @@ impl Config {
             static_confine: item(dict, "static_confine")?,
             internal_map: mounts(dict, "internal_map")?,
             autoreload: seconds(dict, "autoreload")?,
+            access_log: item(dict, "access_log")?,
+            access_log_format: {
+                let name: String = item(dict, "access_log_format")?;
+                crate::access_log::Format::named(&name).ok_or_else(|| Error::Config {
+                    option: "access_log_format",
+                    message: format!("{name:?} is not common, combined or runserver"),
+                })?
+            },
             // Request timeouts (harakiri).
             harakiri: seconds(dict, "harakiri")?,
             harakiri_grace: seconds(dict, "harakiri_grace")?,

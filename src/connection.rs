@@ -28,6 +28,7 @@ use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::futures::OwnedNotified;
 
+use crate::access_log;
 use crate::body::RequestBody;
 use crate::body_reader::{self, BodyDecoder, BodyLimits, Framing};
 use crate::deadline::{self, LazyDeadline};
@@ -36,7 +37,7 @@ use crate::health;
 use crate::log;
 use crate::refusal;
 use crate::request::{Peer, Request, RequestHead};
-use crate::response::encode::{encode, Encoded, Exchange};
+use crate::response::encode::{self, encode, Encoded, Exchange};
 use crate::response::write::{self, Sent};
 use crate::response::Response;
 use crate::shared::Shared;
@@ -151,6 +152,22 @@ pub(crate) fn route(
     }
     let response = shared.app.call(request, cache, client)?;
     Some(shared.static_files.hand_over(&request.head, response))
+}
+
+/// The access log's line for an answered request (when it is on).
+pub(crate) fn log_request(shared: &Shared, request: &Request, status: u16, encoded: &Encoded) {
+    if let Some(access_log) = &shared.access_log {
+        access_log.record(&access_log::Entry {
+            head: &request.head,
+            peer: request.peer,
+            status,
+            bytes: match encoded.framing {
+                encode::Framing::Length(length) => Some(length),
+                encode::Framing::Bodiless => Some(0),
+                encode::Framing::Chunked | encode::Framing::Close => None,
+            },
+        });
+    }
 }
 
 /// How waiting for more request bytes ended.
@@ -441,6 +458,7 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
             keep_alive: exchange.keep_alive && !self.shared.stop.is_set(),
             ..exchange
         };
+        let status = response.status.as_u16();
         let mut encoded = encode(response, exchange, std::mem::take(&mut self.out));
         let limit = self.shared.config.write_timeout;
         let sent = if encoded.body.is_none() {
@@ -464,6 +482,7 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
         if let Err(error) = &sent {
             write::log_stalled(error, limit, || request.head.describe());
         }
+        log_request(&self.shared, &request, status, &encoded);
         self.finish(encoded, request);
         self.shared.recycler.request_done();
         sent.unwrap_or(Sent::Close)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from rwsgi import _rwsgi
 from rwsgi._rwsgi import RequestTimeout
 from rwsgi.loader import AppLoadError, load_app, prepare_import_path
-from rwsgi.options import OPTIONS, OptionError, parse_mounts, normalize
+from rwsgi.options import OPTIONS, OptionError, normalize, parse_mounts
 
 TYPE_CHECKING = False
 
@@ -42,7 +42,10 @@ def serve(app: Callable[..., Any] | str, **options: Any) -> None:
     if static is not None:
         if not isinstance(static, Mapping):
             raise TypeError("static must be a mapping of URL prefix to folder")
-        options["static_map"] = [*(options.get("static_map") or []), *parse_mounts("static", static)]
+        options["static_map"] = [
+            *(options.get("static_map") or []),
+            *parse_mounts("static", static),
+        ]
     config = normalize(options)
     prepare_import_path(config["chdir"], config["pythonpath"])
     if isinstance(app, str):
