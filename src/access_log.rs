@@ -16,6 +16,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::clock;
+pub(crate) use crate::config::AccessLogFormat as Format;
 use crate::log;
 use crate::request::{Peer, RequestHead};
 
@@ -25,26 +26,6 @@ const BATCH: usize = 32 * 1024;
 const QUEUED_BATCHES: usize = 64;
 /// Seconds between two warnings about dropped lines.
 const WARN_EVERY: u64 = 60;
-
-/// The line layouts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Format {
-    Common,
-    Combined,
-    Runserver,
-}
-
-impl Format {
-    /// The format named `name` (`--access-log-format`).
-    pub(crate) fn named(name: &str) -> Option<Self> {
-        match name {
-            "common" => Some(Self::Common),
-            "combined" => Some(Self::Combined),
-            "runserver" => Some(Self::Runserver),
-            _ => None,
-        }
-    }
-}
 
 /// What one line tells of an answered request.
 pub(crate) struct Entry<'a> {
@@ -182,13 +163,11 @@ fn write_batches(queue: &Receiver<Batch>, mut out: Box<dyn Write + Send>) {
 }
 
 /// Flush `log` every second until the worker's runtime ends.
-pub(crate) async fn flush_every_second(log: std::sync::Arc<crate::shared::Shared>) {
+pub(crate) async fn flush_every_second(log: std::sync::Arc<AccessLog>) {
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     loop {
         ticks.tick().await;
-        if let Some(access) = &log.access_log {
-            access.flush();
-        }
+        log.flush();
     }
 }
 

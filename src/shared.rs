@@ -26,5 +26,5 @@ pub(crate) struct Shared {
     /// `--static-map` and `--internal-map`, mounted.
     pub static_files: StaticFiles,
     /// `--access-log`, when on.
-    pub access_log: Option<AccessLog>,
+    pub access_log: Option<Arc<AccessLog>>,
 }

@@ -405,12 +405,12 @@ fn start_accepting(
 
 /// The `--access-log` (`None` when off); an error (logged) when it
 /// cannot be opened.
-fn open_access_log(config: &Config, id: usize) -> std::result::Result<Option<AccessLog>, ()> {
+fn open_access_log(config: &Config, id: usize) -> std::result::Result<Option<Arc<AccessLog>>, ()> {
     let Some(destination) = &config.access_log else {
         return Ok(None);
     };
     AccessLog::open(destination, config.access_log_format)
-        .map(Some)
+        .map(|log| Some(Arc::new(log)))
         .map_err(|error| {
             log::error(&format!(
                 "worker {id}: cannot open the access log {destination}: {error}"
@@ -423,8 +423,8 @@ fn spawn_housekeeping(shared: &Arc<Shared>) {
     if shared.recycler.samples_memory() {
         tokio::spawn(sample_memory_every_second(Arc::clone(shared)));
     }
-    if shared.access_log.is_some() {
-        tokio::spawn(access_log::flush_every_second(Arc::clone(shared)));
+    if let Some(log) = &shared.access_log {
+        tokio::spawn(access_log::flush_every_second(Arc::clone(log)));
     }
 }
 
