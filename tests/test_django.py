@@ -506,6 +506,7 @@ def test_autoreload_three_view_edits_none_refused(
             wait_until(lambda b=before: loop.ok > b, RELOAD_WAIT)
     finally:
         loop.stop()
+    print(f"{loop.ok} requests answered 200 across 3 reloads, {len(loop.failures)} failed")
     assert loop.failures == [], loop.failures
     assert loop.ok > 3
     server.wait_for_log(r"autoreload: .*views\.py changed, reloading", count=3)
