@@ -179,7 +179,7 @@ def load_for_development(load: Callable[[], WSGIApp]) -> Callable[[], WSGIApp]:
             import traceback
 
             text = "".join(traceback.format_exception(error))
-            summary = "".join(traceback.format_exception_only(error)).strip()
+            summary = traceback.format_exception_only(error)[-1].strip()
             print(
                 f"rwsgi autoreload: the app failed to load; every request gets a 500 page "
                 f"until a watched file changes:\n{text}",

@@ -17,6 +17,7 @@ Production (``--noreload`` or DEBUG=False): the full server, no watching.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from datetime import datetime
@@ -151,6 +152,12 @@ class Command(BaseCommand):
         """Check like runserver, print its banner, then become the rwsgi master."""
         if not settings.DEBUG and not settings.ALLOWED_HOSTS:
             raise CommandError("You must set settings.ALLOWED_HOSTS if DEBUG is False.")
+        if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+            # The fresh interpreter finds the settings only through it.
+            raise CommandError(
+                "rwsgi_serve needs DJANGO_SETTINGS_MODULE (or --settings): settings "
+                "configured in code are not seen by the server it starts"
+            )
         address = parse_addrport(options["addrport"], options["use_ipv6"])
         development = bool(settings.DEBUG) and options["use_reloader"]
         given = options_from_args(argparse.Namespace(**options), skip=SKIPPED_OPTIONS)
