@@ -202,6 +202,13 @@ def test_development_serves_pages_with_runservers_banner(
     assert "WARNING: This is a development server" not in out
     # The command's process became the rwsgi master (exec), same PID.
     assert re.search(rf"\[rwsgi {server.pid}\] INFO master pid {server.pid}", server.logs())
+    # runserver's request lines, from the server's access log.
+    wait_until(lambda: '"GET /page/ HTTP/1.1" 200' in server.stdout(), 10)
+    assert re.search(
+        r'^\[\d\d/[A-Z][a-z]{2}/\d{4} \d\d:\d\d:\d\d\] "GET / HTTP/1\.1" 200 \d+$',
+        server.stdout(),
+        re.MULTILINE,
+    )
 
 
 def test_production_with_noreload_serves_with_two_workers(
@@ -215,6 +222,7 @@ def test_production_with_noreload_serves_with_two_workers(
     assert "Starting production server at" in out
     assert "production mode, 2 workers x 4 threads, no reload on code change" in out
     assert "autoreload" not in server.logs()
+    assert '"GET / HTTP/1.1"' not in server.stdout(), "production logs no requests by default"
 
 
 def test_nothreading_is_one_thread(start_server: ServerFactory, data: Path) -> None:

@@ -166,6 +166,9 @@ class Command(BaseCommand):
         given.setdefault("threads", DEFAULT_THREADS)
         if development:
             given.setdefault("autoreload", DEVELOPMENT_AUTORELOAD)
+            # runserver's request lines, written by the server's I/O side.
+            given.setdefault("access_log", "-")
+            given.setdefault("access_log_format", "runserver")
         given["http"] = [address.option]
         self._validate(given)
 
