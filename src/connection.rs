@@ -46,6 +46,9 @@ use crate::wsgi::environ::ConnectionCache;
 
 /// Bytes asked of the socket per read while waiting for a head.
 const READ_SIZE: usize = 8 * 1024;
+/// How long a connection that has sent nothing yet may still send its
+/// first request once the worker stops.
+const FIRST_REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// A connection keeps a read buffer with pipelined bytes up to this size.
 const KEPT_READ_BUFFER: usize = 64 * 1024;
 
@@ -352,15 +355,23 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
             ..
         } = self;
         let stop = &shared.stop;
-        // A stop closes a kept connection that waits idle; one that has not
-        // made its first request yet (just accepted) is still served it.
+        // A stop closes a kept connection that waits idle. One that has not
+        // sent a byte yet (just accepted, perhaps from the queue a stop
+        // sweeps) gets FIRST_REQUEST_GRACE for its first request: nginx
+        // sends it with the connect, a browser's preconnect never will.
+        let fresh_idle = idle && self.served == 0;
+        let mut grace: Option<u64> = None;
         let mut limits = |cx: &mut Context<'_>, kept_idle: bool| -> Option<Wait> {
-            if kept_idle {
+            if (kept_idle || fresh_idle) && grace.is_none() {
                 loop {
                     let wake = stop_wake.get_or_insert_with(|| Box::pin(stop.wake_up()));
                     let woken = wake.as_mut().poll(cx).is_ready();
                     if stop.mode() == Some(Stopping::Stop) {
-                        return Some(Wait::Stopping);
+                        if kept_idle {
+                            return Some(Wait::Stopping);
+                        }
+                        grace = deadline::after_ms(FIRST_REQUEST_GRACE);
+                        break;
                     }
                     if !woken {
                         break;
@@ -368,6 +379,11 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
                     // A retirement: wait on for the next request, and for a
                     // stop that may still follow it.
                     *stop_wake = None;
+                }
+            }
+            if let Some(grace) = grace {
+                if deadline.poll_passed(grace, cx).is_ready() {
+                    return Some(Wait::Stopping);
                 }
             }
             match due {
