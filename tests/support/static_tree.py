@@ -24,6 +24,9 @@ temporary directory with content the tests know byte for byte.
         link-outside.txt  -> root/outside/outside.txt
         link-dir          -> root/outside/dir
         fifo                        a named pipe: never opened by a server
+        conf.css conf.css.gz -> root/outside/outside.txt   a sibling that leaves
+        odd.css odd.css.br/ odd.css.gz(fifo)             siblings that are no files
+    root/static-link -> static      a mapped folder that is itself a link
     root/admin/panel.css            the folder of the longer prefix /static/admin
     root/first/ root/second/        one prefix given twice, searched in order
     root/protected/                 the --internal-map folder (report.pdf, doc.txt,
@@ -74,6 +77,8 @@ SIBLINGS = {
 ENCODING = {"br": "br", "zst": "zstd", "gz": "gzip"}
 ONLY_CSS = b"/* only.css: identity */\n"
 ONLY_CSS_GZ = b"GZIP-BYTES of only.css\n"
+CONF_CSS = b"/* conf.css: its .gz is a link out of the folder */\n"
+ODD_CSS = b"/* odd.css: its .br is a folder, its .gz a fifo */\n"
 
 INNER_CSS = b"/* sub/inner.css */\n"
 OUTSIDE = b"outside.txt: a file outside the folder, reached by a link\n"
@@ -117,6 +122,7 @@ class Tree:
     protected: Path
     outside: Path
     secret: Path
+    static_link: Path
 
     def static_args(self) -> list[str]:
         """The --static-map flags every static server of the tests takes."""
@@ -148,6 +154,7 @@ def build(root: Path) -> Tree:
         protected=root / "protected",
         outside=root / "outside",
         secret=root / "secret.txt",
+        static_link=root / "static-link",
     )
     _write(tree.secret, SECRET)
     _write(tree.outside / "outside.txt", OUTSIDE)
@@ -172,6 +179,12 @@ def build(root: Path) -> Tree:
     (static / "link-outside.txt").symlink_to(tree.outside / "outside.txt")
     (static / "link-dir").symlink_to(tree.outside / "dir", target_is_directory=True)
     os.mkfifo(static / "fifo")
+    _write(static / "conf.css", CONF_CSS)
+    (static / "conf.css.gz").symlink_to(tree.outside / "outside.txt")
+    _write(static / "odd.css", ODD_CSS)
+    (static / "odd.css.br").mkdir()
+    os.mkfifo(static / "odd.css.gz")
+    tree.static_link.symlink_to(static, target_is_directory=True)
 
     _write(static / "admin" / "panel.css", b"/* wrong: the /static folder's copy */\n")
     _write(tree.admin / "panel.css", ADMIN_PANEL)
