@@ -22,11 +22,12 @@ mod conditional;
 mod encoding;
 mod headers;
 mod resolve;
+mod siblings;
 
 use std::fs::{File, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use http::header::{
@@ -41,6 +42,7 @@ use crate::response::{FileBody, Response, ResponseBody};
 use conditional::{Part, Validators};
 use encoding::Coding;
 use resolve::{Entry, Folder, Located};
+use siblings::SiblingCache;
 
 /// Files up to this size are read whole and sent with the head in one write.
 const INLINE_FILE: u64 = 64 * 1024;
@@ -56,6 +58,8 @@ pub(crate) struct StaticFiles {
     expires: Option<HeaderValue>,
     strict: bool,
     confine: bool,
+    /// Which files have precompressed siblings, as last looked up.
+    siblings: SiblingCache,
 }
 
 /// A regular file found under a mount, open.
@@ -108,6 +112,7 @@ impl StaticFiles {
             }),
             strict: config.static_strict,
             confine: config.static_confine,
+            siblings: SiblingCache::default(),
         }
     }
 
@@ -173,7 +178,7 @@ impl StaticFiles {
             .file_name()
             .map(|name| String::from_utf8_lossy(name.as_bytes()).into_owned())
             .unwrap_or_default();
-        let siblings = Siblings::find(&found.path, found.confined_to);
+        let siblings = self.siblings.find(&found.path, found.confined_to);
         let chosen = siblings.choose(head.header(ACCEPT_ENCODING.as_str().as_bytes()));
         let (coding, file, metadata) = match chosen {
             Some((coding, file, metadata)) => (Some(coding), file, metadata),
@@ -260,54 +265,6 @@ pub(crate) enum Handover {
     Static,
     /// The app's (`X-Accel-Redirect`): the app's headers it keeps.
     App(Vec<(HeaderName, HeaderValue)>),
-}
-
-/// A file's precompressed siblings that exist.
-struct Siblings {
-    present: [bool; 3],
-    any: bool,
-    base: PathBuf,
-}
-
-impl Siblings {
-    /// The siblings of `path` that are regular files (and, when
-    /// `confined_to` is given, resolve inside that folder).
-    fn find(path: &Path, confined_to: Option<&Folder>) -> Self {
-        let mut present = [false; 3];
-        for coding in Coding::ALL {
-            let sibling = with_suffix(path, coding.suffix());
-            present[coding as usize] = std::fs::metadata(&sibling)
-                .is_ok_and(|metadata| metadata.is_file())
-                && confined_to.is_none_or(|folder| folder.contains_real(&sibling));
-        }
-        Self {
-            present,
-            any: present.iter().any(|&present| present),
-            base: path.to_path_buf(),
-        }
-    }
-
-    /// The best sibling `accept` allows, open; `None` for the file itself.
-    fn choose(&self, accept: Option<&[u8]>) -> Option<(Coding, File, Metadata)> {
-        if !self.any {
-            return None;
-        }
-        encoding::acceptable(accept)
-            .into_iter()
-            .filter(|coding| self.present[*coding as usize])
-            .find_map(|coding| {
-                match resolve::open_regular(&with_suffix(&self.base, coding.suffix())) {
-                    Entry::File(file, metadata) => Some((coding, file, metadata)),
-                    Entry::Absent | Entry::Unservable => None,
-                }
-            })
-    }
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 /// `length` bytes of `file` from `offset`: read now when small (they go
