@@ -50,7 +50,9 @@ const KEPT_READ_BUFFER: usize = 64 * 1024;
 
 /// A connected stream whose readiness can be awaited without reading (and
 /// whose descriptor the `--harakiri` watchdog can answer on).
-pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sync + AsRawFd {
+pub(crate) trait Transport:
+    AsyncRead + AsyncWrite + write::FileSink + Unpin + Send + Sync + AsRawFd
+{
     /// Ready once the stream has bytes (or an end) to read.
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
 }
@@ -144,7 +146,11 @@ pub(crate) fn route(
     if let Some(response) = health::answer(&request.head, shared) {
         return Some(response);
     }
-    shared.app.call(request, cache, client)
+    if let Some(response) = shared.static_files.answer(&request.head) {
+        return Some(response);
+    }
+    let response = shared.app.call(request, cache, client)?;
+    Some(shared.static_files.hand_over(&request.head, response))
 }
 
 /// How waiting for more request bytes ended.

@@ -25,6 +25,7 @@ mod response;
 mod server;
 mod shared;
 mod shutdown;
+mod static_files;
 mod uwsgi;
 mod worker;
 mod wsgi;

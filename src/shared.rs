@@ -8,6 +8,7 @@ use crate::board::Board;
 use crate::config::Config;
 use crate::recycle::Recycler;
 use crate::shutdown::{OpenConnections, StopSignal};
+use crate::static_files::StaticFiles;
 use crate::wsgi::WsgiApp;
 
 /// A worker's shared state, behind one `Arc`.
@@ -21,4 +22,6 @@ pub(crate) struct Shared {
     pub slot: usize,
     /// Decides when this worker asks to be replaced.
     pub recycler: Recycler,
+    /// `--static-map` and `--internal-map`, mounted.
+    pub static_files: StaticFiles,
 }

@@ -25,6 +25,7 @@ use crate::recycle::Recycler;
 use crate::server::{self, Listener};
 use crate::shared::Shared;
 use crate::shutdown::{OpenConnections, StopSignal, Stopping};
+use crate::static_files::StaticFiles;
 use crate::wsgi::{python_thread, timeout, WsgiApp};
 
 #[cfg(not(tokio_unstable))]
@@ -275,8 +276,10 @@ fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>)
     let listeners = spec.listeners;
     let open = Arc::new(OpenConnections::default());
     let recycler = Recycler::new(&spec.config, spec.board, spec.entry, spec.max_requests);
+    let static_files = StaticFiles::new(&spec.config);
     let shared = Arc::new(Shared {
         app,
+        static_files,
         config: spec.config,
         open: Arc::clone(&open),
         stop: StopSignal::default(),

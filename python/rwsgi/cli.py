@@ -23,6 +23,7 @@ _CLI_TYPES: dict[str, type] = {
     "_positive_int": int,
     "_non_negative_int": int,
     "_non_negative_seconds": float,
+    "_optional_whole_seconds": int,
 }
 
 

@@ -8,8 +8,14 @@
 //! waits for, signals and respawns workers.
 //!
 //! The master talks to a loader over a socket pair, one line per message:
-//! `spawn ID ENTRY WORKERS MAX_REQUESTS` down, `loaded` and
-//! `failed ENTRY ERRNO` up. A loader ends when the master closes its end.
+//! `spawn ID ENTRY WORKERS MAX_REQUESTS` down, `loaded`, `changed` (see
+//! `--autoreload` below) and `failed ENTRY ERRNO` up. A loader ends when
+//! the master closes its end.
+//!
+//! With `--autoreload`, the loader also looks for changed source files
+//! every so often while it waits for orders (`rwsgi.autoreload.Watcher`,
+//! built right after the import, so it knows the app's modules) and says
+//! `changed` once: the master then loads a new generation as on SIGHUP.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -65,14 +71,18 @@ impl SpawnOrder {
 pub(crate) enum Report {
     /// The app is imported (or, lazy, the loader is ready to fork).
     Loaded,
+    /// `--autoreload` saw a source file of the app change: load it again.
+    Changed,
     /// The worker for `entry` could not be forked.
     Failed { entry: usize, errno: i32 },
 }
 
 impl Report {
     fn decode(line: &str) -> Option<Self> {
-        if line == "loaded" {
-            return Some(Self::Loaded);
+        match line {
+            "loaded" => return Some(Self::Loaded),
+            "changed" => return Some(Self::Changed),
+            _ => {}
         }
         let mut words = line.strip_prefix("failed ")?.split_ascii_whitespace();
         let entry = words.next()?.parse().ok()?;
@@ -229,7 +239,22 @@ pub(crate) fn run(py: Python<'_>, mut context: LoaderContext<'_>, link: UnixStre
     }
     let link_fd = link.as_raw_fd();
     let mut orders = BufReader::new(link);
+    let mut watcher = watch(py, context.config);
     loop {
+        if let Some(watching) = &watcher {
+            if orders.buffer().is_empty()
+                && !py.detach(|| readable_within(link_fd, context.config.autoreload))
+            {
+                if let Some(path) = changed(py, watching) {
+                    log::info(&format!("autoreload: {path} changed, reloading"));
+                    watcher = None;
+                    if writer.write_all(b"changed\n").is_err() {
+                        return 0;
+                    }
+                }
+                continue;
+            }
+        }
         let mut text = String::new();
         match py.detach(|| orders.read_line(&mut text)) {
             Ok(1..) => {}
@@ -244,6 +269,55 @@ pub(crate) fn run(py: Python<'_>, mut context: LoaderContext<'_>, link: UnixStre
             let _ = writer.write_all(format!("failed {} {errno}\n", order.entry).as_bytes());
         }
     }
+}
+
+/// The `--autoreload` watcher (`None` when off, or when it cannot be built:
+/// the server then serves on without watching, and says so).
+fn watch(py: Python<'_>, config: &Config) -> Option<Py<PyAny>> {
+    if config.autoreload.is_zero() {
+        return None;
+    }
+    match py
+        .import("rwsgi.autoreload")
+        .and_then(|module| module.getattr("Watcher"))
+        .and_then(|watcher| watcher.call0())
+    {
+        Ok(watcher) => Some(watcher.unbind()),
+        Err(error) => {
+            error.print(py);
+            log::error("autoreload: cannot watch the source files; serving without reloading");
+            None
+        }
+    }
+}
+
+/// The file the watcher saw change, if any.
+fn changed(py: Python<'_>, watcher: &Py<PyAny>) -> Option<String> {
+    match watcher.bind(py).call_method0("changed") {
+        Ok(path) if path.is_none() => None,
+        Ok(path) => Some(
+            path.str()
+                .map_or_else(|_| "a file".into(), |text| text.to_string()),
+        ),
+        Err(error) => {
+            error.print(py);
+            None
+        }
+    }
+}
+
+/// Wait up to `limit` for the link to have something to read.
+fn readable_within(fd: RawFd, limit: std::time::Duration) -> bool {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX).max(1);
+    // SAFETY: one pollfd we own, for the length given.
+    let ready = unsafe { libc::poll(&raw mut poll, 1, millis) };
+    // An error (EINTR) counts as readable: the read that follows decides.
+    ready != 0
 }
 
 fn load(py: Python<'_>, context: &LoaderContext<'_>) -> std::result::Result<Py<PyAny>, i32> {
@@ -379,6 +453,7 @@ mod tests {
         assert_eq!(SpawnOrder::decode("spawn 1 2 3 4 5"), None);
         assert_eq!(SpawnOrder::decode("spawn a 2 3 4"), None);
         assert_eq!(Report::decode("loaded"), Some(Report::Loaded));
+        assert_eq!(Report::decode("changed"), Some(Report::Changed));
         assert_eq!(
             Report::decode("failed 4 11"),
             Some(Report::Failed {

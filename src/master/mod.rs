@@ -355,7 +355,7 @@ impl Arbiter {
                 log::info("SIGQUIT: stopping at once");
                 self.halt();
             }
-            SIGHUP if self.stopping.is_none() => self.begin_reload(),
+            SIGHUP if self.stopping.is_none() => self.begin_reload("SIGHUP"),
             SIGTTIN if self.stopping.is_none() && self.fleet.positions.len() >= MAX_WORKERS => {
                 log::warning(&format!(
                     "SIGTTIN: already at {MAX_WORKERS} workers, the most"

@@ -14,6 +14,7 @@ use crate::log;
 impl Arbiter {
     pub(super) fn read_reports(&mut self) {
         let mut failed = Vec::new();
+        let mut changed = false;
         for generation in &mut self.generations {
             for report in generation.reports() {
                 match report {
@@ -21,9 +22,13 @@ impl Arbiter {
                         generation.loaded = true;
                         log::info(&format!("generation {}: app loaded", generation.number));
                     }
+                    Report::Changed => changed = true,
                     Report::Failed { entry, errno } => failed.push((entry, errno)),
                 }
             }
+        }
+        if changed && self.stopping.is_none() {
+            self.begin_reload("a source file changed (--autoreload)");
         }
         for (entry, errno) in failed {
             let error = std::io::Error::from_raw_os_error(errno);

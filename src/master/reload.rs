@@ -9,14 +9,17 @@ use crate::log;
 impl Arbiter {
     /// SIGHUP: a new generation loads the code; its workers start beside the
     /// old ones, which retire once every new one accepts.
-    pub(super) fn begin_reload(&mut self) {
+    /// `cause` names what asked, for the log.
+    pub(super) fn begin_reload(&mut self, cause: &str) {
         if let Some(Reload::Loading(previous)) = self.reload.take() {
             log::info(&format!(
-                "SIGHUP during a reload: generation {previous} is abandoned"
+                "{cause} during a reload: generation {previous} is abandoned"
             ));
             self.abandon(previous);
         }
-        log::info("SIGHUP: reloading (new workers start before the old ones retire)");
+        log::info(&format!(
+            "{cause}: reloading (new workers start before the old ones retire)"
+        ));
         self.notifier.reloading();
         self.reload = Some(Reload::Asked);
     }

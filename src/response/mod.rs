@@ -61,6 +61,27 @@ impl FileBody {
         }
     }
 
+    /// The bytes still to send.
+    pub(crate) fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    /// The file, for the kernel to send from (`sendfile`); the caller
+    /// reports what it sent with [`sent`](Self::sent).
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// `count` bytes went out without reading (by `sendfile`, which leaves
+    /// the file's offset alone: it is moved here).
+    pub(crate) fn sent(&mut self, count: u64) {
+        use std::io::Seek;
+        self.remaining = self.remaining.saturating_sub(count);
+        let _ = self.file.seek(std::io::SeekFrom::Current(
+            i64::try_from(count).unwrap_or(i64::MAX),
+        ));
+    }
+
     fn next_chunk(&mut self) -> Option<Result<Bytes, StreamError>> {
         let want = usize::try_from(self.remaining)
             .unwrap_or(FILE_CHUNK)

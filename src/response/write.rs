@@ -17,7 +17,10 @@ use bytes::BytesMut;
 use rwsgi_codec::chunked::{push_chunk_head, LAST_CHUNK};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use std::os::fd::{AsRawFd, RawFd};
+
 use super::encode::{Encoded, Framing};
+use super::{FileBody, ResponseBody};
 use crate::deadline;
 use crate::log;
 
@@ -109,6 +112,84 @@ async fn write_all_parts<S: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// A socket the kernel can send a file to directly (`sendfile(2)`), so a
+/// file body never passes through user space.
+pub(crate) trait FileSink: AsyncWrite + Unpin {
+    /// Send up to `count` bytes of `file` from its current offset, once
+    /// the socket is writable; `Ok(0)` at the file's end.
+    fn send_file(
+        &self,
+        file: &std::fs::File,
+        count: usize,
+    ) -> impl Future<Output = std::io::Result<usize>> + Send;
+}
+
+/// One non-blocking `sendfile` from `file`'s offset (left unmoved).
+fn sendfile_once(socket: RawFd, file: &std::fs::File, count: usize) -> std::io::Result<usize> {
+    // SAFETY: lseek and sendfile take descriptors both kept open by their
+    // owners for this call, and one offset we own.
+    unsafe {
+        let mut offset = libc::lseek(file.as_raw_fd(), 0, libc::SEEK_CUR);
+        if offset < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let sent = libc::sendfile(socket, file.as_raw_fd(), &raw mut offset, count);
+        if sent < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(sent as usize)
+        }
+    }
+}
+
+macro_rules! file_sink {
+    ($stream:ty) => {
+        impl FileSink for $stream {
+            async fn send_file(
+                &self,
+                file: &std::fs::File,
+                count: usize,
+            ) -> std::io::Result<usize> {
+                loop {
+                    self.writable().await?;
+                    match self.try_io(tokio::io::Interest::WRITABLE, || {
+                        sendfile_once(self.as_raw_fd(), file, count)
+                    }) {
+                        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                        result => return result,
+                    }
+                }
+            }
+        }
+    };
+}
+
+file_sink!(tokio::net::TcpStream);
+file_sink!(tokio::net::UnixStream);
+
+/// Bytes handed to one `sendfile` call.
+const SENDFILE_CHUNK: usize = 1 << 20;
+
+/// Send a file body of exactly `length` bytes with `sendfile`, each call
+/// bounded by `limit`. `Ok(false)` when the file ended early (it shrank).
+async fn send_file_body<S: FileSink>(
+    stream: &mut S,
+    file: &mut FileBody,
+    limit: Duration,
+) -> std::io::Result<bool> {
+    while file.remaining() > 0 {
+        let count = usize::try_from(file.remaining())
+            .unwrap_or(SENDFILE_CHUNK)
+            .min(SENDFILE_CHUNK);
+        let sent = progress(stream.send_file(file.file(), count), limit).await?;
+        if sent == 0 {
+            return Ok(false);
+        }
+        file.sent(sent as u64);
+    }
+    Ok(true)
+}
+
 /// How sending a response ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sent {
@@ -134,7 +215,7 @@ impl Encoded {
 /// error is a failed write: the client is gone, or stopped reading
 /// (`is_stalled`); the body is dropped before it returns. `describe` names
 /// the request for the log line of a body that ends early.
-pub(crate) async fn send<S: AsyncWrite + Unpin>(
+pub(crate) async fn send<S: FileSink>(
     stream: &mut S,
     encoded: &mut Encoded,
     limit: Duration,
@@ -152,6 +233,20 @@ pub(crate) async fn send<S: AsyncWrite + Unpin>(
         write_all(stream, &encoded.head, limit).await?;
         return Ok(verdict(encoded.keep_alive));
     };
+    if let (Framing::Length(length), ResponseBody::File(file)) = (framing, &mut body) {
+        if file.remaining() == length {
+            write_all(stream, &encoded.head, limit).await?;
+            if send_file_body(stream, file, limit).await? {
+                return Ok(verdict(encoded.keep_alive));
+            }
+            log::warning(&format!(
+                "{}: the file ended {} byte(s) before its Content-Length; closing the connection",
+                describe(),
+                file.remaining()
+            ));
+            return Ok(Sent::Close);
+        }
+    }
     let mut head_sent = false;
     let mut remaining = match framing {
         Framing::Length(length) => length,
