@@ -45,7 +45,17 @@ from compare import (
 )
 from holdconn import raise_nofile
 from procstat import read_text
-from report import COLUMNS, _cell, _ms, _num, machine_header, notes, probe_cells, server_table
+from report import (
+    COLUMNS,
+    UWSGI_READ_ERRORS,
+    _cell,
+    _ms,
+    _num,
+    machine_header,
+    notes,
+    probe_cells,
+    server_table,
+)
 from report import summarize as summarize_wrk
 from servers import (
     BENCHES,
@@ -535,10 +545,18 @@ def wrk_section(
         "</details>",
         "",
     ]
-    extra = notes(results, noise_cores)
+    # compare.py's note on uWSGI's read errors is about --http-socket; here
+    # they come from the offloaded static files.
+    extra = [n.replace(UWSGI_READ_ERRORS, UWSGI_OFFLOAD_READS) for n in notes(results, noise_cores)]
     if extra:
         lines += ["Notes:", "", *(f"- {n}" for n in extra), ""]
     return "\n".join(lines)
+
+
+UWSGI_OFFLOAD_READS = (
+    " (uWSGI closes the connection after a file its offload threads sent, without a "
+    "Connection: close header, so wrk's next request on it fails: see README)"
+)
 
 
 def ab_section(data: dict) -> str:
@@ -647,7 +665,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="rwsgi as `manage.py rwsgi_serve --noreload` (command) or the CLI with "
         "--static-map (cli); auto: the command when the installed rwsgi has it",
     )
-    parser.add_argument("--duration", type=int, default=6, help="seconds of each measured run")
+    parser.add_argument("--duration", type=int, default=5, help="seconds of each measured run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1, help="seconds of load before measuring")
     parser.add_argument("--ab-requests", type=int, default=10_000)
