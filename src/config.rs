@@ -119,6 +119,10 @@ pub(crate) struct Config {
     pub internal_map: Vec<Mount>,
     /// `--autoreload`: how often the loader looks for changed sources (zero: never).
     pub autoreload: Duration,
+    /// `--access-log`: `-` or a file (`None`: off).
+    pub access_log: Option<String>,
+    /// `--access-log-format`.
+    pub access_log_format: AccessLogFormat,
     // Request timeouts (harakiri).
     /// `--harakiri`: longest an app call (and the pulls of its streamed
     /// body) may run before the watchdog answers 504; zero: off.
@@ -197,6 +201,27 @@ fn to_duration(option: &'static str, value: f64) -> Result<Duration> {
             option,
             message: format!("{value} is not a number of seconds from 0 to {LONGEST_DURATION:?}"),
         })
+}
+
+/// The access log's line layouts (`--access-log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AccessLogFormat {
+    Common,
+    Combined,
+    /// Django's development server's lines.
+    Runserver,
+}
+
+impl AccessLogFormat {
+    /// The format named `name`.
+    pub(crate) fn named(name: &str) -> Option<Self> {
+        match name {
+            "common" => Some(Self::Common),
+            "combined" => Some(Self::Combined),
+            "runserver" => Some(Self::Runserver),
+            _ => None,
+        }
+    }
 }
 
 /// A URL prefix served from a folder (`--static-map`, `--internal-map`).
@@ -303,6 +328,14 @@ impl Config {
             static_confine: item(dict, "static_confine")?,
             internal_map: mounts(dict, "internal_map")?,
             autoreload: seconds(dict, "autoreload")?,
+            access_log: item(dict, "access_log")?,
+            access_log_format: {
+                let name: String = item(dict, "access_log_format")?;
+                AccessLogFormat::named(&name).ok_or_else(|| Error::Config {
+                    option: "access_log_format",
+                    message: format!("{name:?} is not common, combined or runserver"),
+                })?
+            },
             // Request timeouts (harakiri).
             harakiri: seconds(dict, "harakiri")?,
             harakiri_grace: seconds(dict, "harakiri_grace")?,

@@ -28,6 +28,7 @@ use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::futures::OwnedNotified;
 
+use crate::access_log;
 use crate::body::RequestBody;
 use crate::body_reader::{self, BodyDecoder, BodyLimits, Framing};
 use crate::deadline::{self, LazyDeadline};
@@ -36,7 +37,7 @@ use crate::health;
 use crate::log;
 use crate::refusal;
 use crate::request::{Peer, Request, RequestHead};
-use crate::response::encode::{encode, Encoded, Exchange};
+use crate::response::encode::{self, encode, Encoded, Exchange};
 use crate::response::write::{self, Sent};
 use crate::response::Response;
 use crate::shared::Shared;
@@ -45,6 +46,9 @@ use crate::wsgi::environ::ConnectionCache;
 
 /// Bytes asked of the socket per read while waiting for a head.
 const READ_SIZE: usize = 8 * 1024;
+/// How long a connection that has sent nothing yet may still send its
+/// first request once the worker stops.
+const FIRST_REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 /// A connection keeps a read buffer with pipelined bytes up to this size.
 const KEPT_READ_BUFFER: usize = 64 * 1024;
 
@@ -151,6 +155,22 @@ pub(crate) fn route(
     }
     let response = shared.app.call(request, cache, client)?;
     Some(shared.static_files.hand_over(&request.head, response))
+}
+
+/// The access log's line for an answered request (when it is on).
+pub(crate) fn log_request(shared: &Shared, request: &Request, status: u16, encoded: &Encoded) {
+    if let Some(access_log) = &shared.access_log {
+        access_log.record(&access_log::Entry {
+            head: &request.head,
+            peer: request.peer,
+            status,
+            bytes: match encoded.framing {
+                encode::Framing::Length(length) => Some(length),
+                encode::Framing::Bodiless => Some(0),
+                encode::Framing::Chunked | encode::Framing::Close => None,
+            },
+        });
+    }
 }
 
 /// How waiting for more request bytes ended.
@@ -335,15 +355,23 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
             ..
         } = self;
         let stop = &shared.stop;
-        // A stop closes a kept connection that waits idle; one that has not
-        // made its first request yet (just accepted) is still served it.
+        // A stop closes a kept connection that waits idle. One that has not
+        // sent a byte yet (just accepted, perhaps from the queue a stop
+        // sweeps) gets FIRST_REQUEST_GRACE for its first request: nginx
+        // sends it with the connect, a browser's preconnect never will.
+        let fresh_idle = idle && self.served == 0;
+        let mut grace: Option<u64> = None;
         let mut limits = |cx: &mut Context<'_>, kept_idle: bool| -> Option<Wait> {
-            if kept_idle {
+            if (kept_idle || fresh_idle) && grace.is_none() {
                 loop {
                     let wake = stop_wake.get_or_insert_with(|| Box::pin(stop.wake_up()));
                     let woken = wake.as_mut().poll(cx).is_ready();
                     if stop.mode() == Some(Stopping::Stop) {
-                        return Some(Wait::Stopping);
+                        if kept_idle {
+                            return Some(Wait::Stopping);
+                        }
+                        grace = deadline::after_ms(FIRST_REQUEST_GRACE);
+                        break;
                     }
                     if !woken {
                         break;
@@ -351,6 +379,11 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
                     // A retirement: wait on for the next request, and for a
                     // stop that may still follow it.
                     *stop_wake = None;
+                }
+            }
+            if let Some(grace) = grace {
+                if deadline.poll_passed(grace, cx).is_ready() {
+                    return Some(Wait::Stopping);
                 }
             }
             match due {
@@ -441,6 +474,7 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
             keep_alive: exchange.keep_alive && !self.shared.stop.is_set(),
             ..exchange
         };
+        let status = response.status.as_u16();
         let mut encoded = encode(response, exchange, std::mem::take(&mut self.out));
         let limit = self.shared.config.write_timeout;
         let sent = if encoded.body.is_none() {
@@ -464,6 +498,7 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
         if let Err(error) = &sent {
             write::log_stalled(error, limit, || request.head.describe());
         }
+        log_request(&self.shared, &request, status, &encoded);
         self.finish(encoded, request);
         self.shared.recycler.request_done();
         sent.unwrap_or(Sent::Close)

@@ -49,13 +49,27 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The errno a Python `OSError` carries, also for errors rewritten with a
+/// clearer message (which keep only their kind), so callers can tell
+/// EADDRINUSE from EACCES (the Django command's friendly lines do).
+fn errno_of(error: &io::Error) -> i32 {
+    error.raw_os_error().unwrap_or(match error.kind() {
+        io::ErrorKind::AddrInUse => libc::EADDRINUSE,
+        io::ErrorKind::AddrNotAvailable => libc::EADDRNOTAVAIL,
+        io::ErrorKind::PermissionDenied => libc::EACCES,
+        io::ErrorKind::AlreadyExists => libc::EEXIST,
+        io::ErrorKind::NotFound => libc::ENOENT,
+        _ => 0,
+    })
+}
+
 impl From<Error> for PyErr {
     fn from(error: Error) -> Self {
         let message = error.to_string();
         match error {
             Error::Config { .. } => PyValueError::new_err(message),
             Error::Bind { source, .. } | Error::System { source, .. } => {
-                PyOSError::new_err((source.raw_os_error().unwrap_or(0), message))
+                PyOSError::new_err((errno_of(&source), message))
             }
             Error::AppLoad(_) => PyRuntimeError::new_err(message),
         }

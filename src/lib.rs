@@ -2,6 +2,7 @@
 //! bridge hands to apps, and `RequestTimeout`. Everything else lives in the
 //! modules below.
 
+mod access_log;
 mod board;
 mod body;
 mod body_reader;

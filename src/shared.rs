@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::access_log::AccessLog;
 use crate::board::Board;
 use crate::config::Config;
 use crate::recycle::Recycler;
@@ -24,4 +25,6 @@ pub(crate) struct Shared {
     pub recycler: Recycler,
     /// `--static-map` and `--internal-map`, mounted.
     pub static_files: StaticFiles,
+    /// `--access-log`, when on.
+    pub access_log: Option<Arc<AccessLog>>,
 }

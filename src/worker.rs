@@ -16,6 +16,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::access_log::{self, AccessLog};
 use crate::board::Board;
 use crate::capacity::Capacity;
 use crate::config::{Address, Config, ListenerProtocol};
@@ -276,10 +277,13 @@ fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>)
     let listeners = spec.listeners;
     let open = Arc::new(OpenConnections::default());
     let recycler = Recycler::new(&spec.config, spec.board, spec.entry, spec.max_requests);
-    let static_files = StaticFiles::new(&spec.config);
+    let Ok(access_log) = open_access_log(&spec.config, id) else {
+        return EXIT_START_FAILED;
+    };
     let shared = Arc::new(Shared {
         app,
-        static_files,
+        static_files: StaticFiles::new(&spec.config),
+        access_log,
         config: spec.config,
         open: Arc::clone(&open),
         stop: StopSignal::default(),
@@ -296,6 +300,7 @@ fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>)
             return EXIT_START_FAILED;
         }
     };
+    let at_end = Arc::clone(&shared);
     let code = runtime.block_on(async move {
         let (Ok(mut terminate), Ok(mut interrupt), Ok(mut quit)) = (
             signal(SignalKind::terminate()),
@@ -311,9 +316,7 @@ fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>)
         let Some(accept_loops) = start_accepting(listeners, &shared, id) else {
             return EXIT_START_FAILED;
         };
-        if shared.recycler.samples_memory() {
-            tokio::spawn(sample_memory_every_second(Arc::clone(&shared)));
-        }
+        spawn_housekeeping(&shared);
         shared.app.capacity.set_serving(true);
         log::info(&format!("worker {id} (pid {}) ready", std::process::id()));
         // The master waits for this before retiring the worker this one replaces.
@@ -356,6 +359,9 @@ fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>)
     if let Some(watchdog) = watchdog {
         watchdog.stop();
     }
+    if let Some(access_log) = &at_end.access_log {
+        access_log.finish();
+    }
     code
 }
 
@@ -395,6 +401,31 @@ fn start_accepting(
         }
     }
     Some(accept_loops)
+}
+
+/// The `--access-log` (`None` when off); an error (logged) when it
+/// cannot be opened.
+fn open_access_log(config: &Config, id: usize) -> std::result::Result<Option<Arc<AccessLog>>, ()> {
+    let Some(destination) = &config.access_log else {
+        return Ok(None);
+    };
+    AccessLog::open(destination, config.access_log_format)
+        .map(|log| Some(Arc::new(log)))
+        .map_err(|error| {
+            log::error(&format!(
+                "worker {id}: cannot open the access log {destination}: {error}"
+            ));
+        })
+}
+
+/// The worker's once-a-second chores.
+fn spawn_housekeeping(shared: &Arc<Shared>) {
+    if shared.recycler.samples_memory() {
+        tokio::spawn(sample_memory_every_second(Arc::clone(shared)));
+    }
+    if let Some(log) = &shared.access_log {
+        tokio::spawn(access_log::flush_every_second(Arc::clone(log)));
+    }
 }
 
 /// The `--harakiri` watchdog, when the option is on.

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from rwsgi import _rwsgi
 from rwsgi._rwsgi import RequestTimeout
 from rwsgi.loader import AppLoadError, load_app, prepare_import_path
-from rwsgi.options import OPTIONS, OptionError, parse_mounts, normalize
+from rwsgi.options import OPTIONS, OptionError, normalize, parse_mounts
 
 TYPE_CHECKING = False
 
@@ -33,6 +33,9 @@ def serve(app: Callable[..., Any] | str, **options: Any) -> None:
     master never imports it, so SIGHUP reloads new code. A callable is
     already imported: SIGHUP replaces the workers but cannot change its code.
     ``static={"/static": "dir"}`` is ``static_map`` written as a mapping.
+    With ``autoreload=SECONDS`` (a string ``app`` only), changed source files
+    start a new code generation, and an app that fails to import answers 500
+    with its traceback until the next change.
     Options are those of ``rwsgi.OPTIONS`` (``workers``, ``threads``, ``http``...);
     a wrong one raises ``TypeError`` or ``ValueError`` naming it.
     """
@@ -42,13 +45,26 @@ def serve(app: Callable[..., Any] | str, **options: Any) -> None:
     if static is not None:
         if not isinstance(static, Mapping):
             raise TypeError("static must be a mapping of URL prefix to folder")
-        options["static_map"] = [*(options.get("static_map") or []), *parse_mounts("static", static)]
+        options["static_map"] = [
+            *(options.get("static_map") or []),
+            *parse_mounts("static", static),
+        ]
     config = normalize(options)
     prepare_import_path(config["chdir"], config["pythonpath"])
     if isinstance(app, str):
         label = app
-        _rwsgi.serve(None, lambda: load_app(label), label, config)
+        load: Callable[[], Callable[..., Any]] = lambda: load_app(label)  # noqa: E731
+        if config["autoreload"]:
+            from rwsgi.autoreload import load_for_development
+
+            load = load_for_development(load)
+        _rwsgi.serve(None, load, label, config)
         return
+    if config["autoreload"]:
+        raise OptionError(
+            "autoreload: give the app as a 'module:app' string; a callable is already "
+            "imported, so its code cannot be reloaded"
+        )
     if not callable(app):
         raise TypeError(f"app must be a WSGI callable or 'module:app', not {type(app).__name__}")
     label = f"{getattr(app, '__module__', '?')}:{getattr(app, '__qualname__', type(app).__name__)}"

@@ -13,9 +13,10 @@ from rwsgi.options import OPTIONS, Option, OptionError, normalize
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:  # typing costs the master ~1 MiB and 15 ms at start-up
+    from collections.abc import Callable, Collection
     from typing import Any
 
-__all__ = ["build_parser", "main"]
+__all__ = ["add_server_options", "build_parser", "cli_message", "main", "options_from_args"]
 
 _BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
 
@@ -82,9 +83,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="the WSGI callable to serve; MODULE alone means MODULE:application",
     )
     parser.add_argument("--version", action="version", version=f"rwsgi {_rwsgi.__version__}")
-    for option in OPTIONS:
-        _add_option(parser, option)
+    add_server_options(parser)
     return parser
+
+
+def add_server_options(parser: argparse.ArgumentParser, skip: Collection[str] = ()) -> list[Option]:
+    """Add a flag for every option of ``OPTIONS`` except those named in ``skip``.
+
+    Other front doors (the Django command) call this so that they take exactly
+    the CLI's flags; read the values back with ``options_from_args``. Returns
+    the options added.
+    """
+    added = []
+    for option in OPTIONS:
+        if option.name not in skip:
+            _add_option(parser, option)
+            added.append(option)
+    return added
+
+
+def options_from_args(args: argparse.Namespace, skip: Collection[str] = ()) -> dict[str, Any]:
+    """The options given on the command line (those left unset are absent),
+    ready for ``normalize`` or ``serve(**options)``; ``skip`` as given to
+    ``add_server_options`` (a name it skipped may be another flag's dest)."""
+    return {
+        option.name: getattr(args, option.name)
+        for option in OPTIONS
+        if option.name not in skip and getattr(args, option.name, None) is not None
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,28 +119,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.app:
         parser.error("the app to serve is required, e.g. rwsgi mysite.wsgi:application")
-    given: dict[str, Any] = {
-        option.name: getattr(args, option.name)
-        for option in OPTIONS
-        if getattr(args, option.name) is not None
-    }
+    given = options_from_args(args)
     try:
         config = normalize(given)
     except (OptionError, TypeError) as error:
-        parser.error(_cli_message(str(error)))
+        parser.error(cli_message(str(error)))
     prepare_import_path(config["chdir"], config["pythonpath"])
     spec: str = args.app
+    load: Callable[[], Callable[..., Any]] = lambda: load_app(spec)  # noqa: E731
+    if config["autoreload"]:
+        from rwsgi.autoreload import load_for_development
+
+        load = load_for_development(load)
     try:
         # Imported by the loader (or each worker with --lazy), never here:
         # the master stays free of the app's code so SIGHUP can load new code.
-        _rwsgi.serve(None, lambda: load_app(spec), spec, config)
+        _rwsgi.serve(None, load, spec, config)
     except (OSError, RuntimeError, ValueError) as error:
         print(f"rwsgi: {error}", file=sys.stderr)
         return 1
     return 0
 
 
-def _cli_message(message: str) -> str:
+def cli_message(message: str) -> str:
     """Name the option as its flag: ``http_socket: ...`` becomes ``--http-socket: ...``."""
     # The whole leading word: a prefix test took http_socket for http.
     name = re.split(r"[^a-z_]", message, maxsplit=1)[0]

@@ -306,6 +306,22 @@ def _optional_whole_seconds(name: str, value: object) -> int | None:
     return value
 
 
+def _log_destination(name: str, value: object) -> str | None:
+    """``-`` or a file path, made absolute before --chdir applies; its folder must exist."""
+    if value is None or value == "-":
+        return value
+    return _pidfile(name, value)
+
+
+def _choice(*choices: str) -> Callable[[str, object], str]:
+    def check(name: str, value: object) -> str:
+        if value not in choices:
+            raise OptionError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return str(value)
+
+    return check
+
+
 class Option:
     """One server option: its name, how it is checked, its default and its help."""
 
@@ -471,6 +487,22 @@ OPTIONS: tuple[Option, ...] = (
         "reload when one changed (0: off); implies loading in the loader, not --lazy",
         metavar="SECONDS",
         aliases=("py_autoreload",),
+    ),
+    # -- the access log (issue 14's runserver lines; issue 16 extends it) --
+    Option(
+        "access_log",
+        _log_destination,
+        None,
+        "log one line per request to this file, or - for standard output, written by the "
+        "I/O side after the response is sent (off by default)",
+        metavar="PATH",
+    ),
+    Option(
+        "access_log_format",
+        _choice("common", "combined", "runserver"),
+        "common",
+        "layout of --access-log lines: common, combined (Apache's) or runserver (Django's)",
+        metavar="FORMAT",
     ),
     # Request timeouts (harakiri).
     Option(

@@ -79,7 +79,7 @@ impl StaticFiles {
         self.serve(head, found, Handover::App(kept))
     }
 
-    fn internal_file(&self, target: &[u8]) -> Option<Found> {
+    fn internal_file(&self, target: &[u8]) -> Option<Found<'_>> {
         let path = target
             .split(|&byte| byte == b'?')
             .next()
@@ -87,18 +87,18 @@ impl StaticFiles {
         self.internal
             .iter()
             .find_map(|folder| match folder.locate(path, true) {
-                Located::File(path) => self.open(folder, path),
+                Located::File(path) => self.open(folder, path).found(),
                 _ => None,
             })
     }
 
-    fn sendfile_path(&self, path: &[u8]) -> Option<Found> {
+    fn sendfile_path(&self, path: &[u8]) -> Option<Found<'_>> {
         use std::os::unix::ffi::OsStrExt;
         let path = Path::new(std::ffi::OsStr::from_bytes(path.trim_ascii()));
         self.internal
             .iter()
             .filter(|folder| folder.holds_path(path))
-            .find_map(|folder| self.open(folder, path.to_path_buf()))
+            .find_map(|folder| self.open(folder, path.to_path_buf()).found())
     }
 }
 

@@ -40,7 +40,7 @@ use crate::request::RequestHead;
 use crate::response::{FileBody, Response, ResponseBody};
 use conditional::{Part, Validators};
 use encoding::Coding;
-use resolve::{Folder, Located};
+use resolve::{Entry, Folder, Located};
 
 /// Files up to this size are read whole and sent with the head in one write.
 const INLINE_FILE: u64 = 64 * 1024;
@@ -59,10 +59,33 @@ pub(crate) struct StaticFiles {
 }
 
 /// A regular file found under a mount, open.
-struct Found {
+struct Found<'a> {
     path: PathBuf,
     file: File,
     metadata: Metadata,
+    /// With `--static-confine`: the folder its siblings must resolve into too.
+    confined_to: Option<&'a Folder>,
+}
+
+/// What opening a path under a mount gave.
+// Lives on the stack for one request and is moved once: boxing the found
+// file would cost an allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Opened<'a> {
+    Found(Found<'a>),
+    /// No such file (or a folder): the app's, or a 404 if strict.
+    Absent,
+    /// Something never served (a fifo, a link out of a confined folder): a 404.
+    Refused,
+}
+
+impl<'a> Opened<'a> {
+    fn found(self) -> Option<Found<'a>> {
+        match self {
+            Self::Found(found) => Some(found),
+            Self::Absent | Self::Refused => None,
+        }
+    }
 }
 
 impl StaticFiles {
@@ -104,11 +127,15 @@ impl StaticFiles {
                 Located::Folder => under_a_mount = true,
                 Located::File(path) => {
                     under_a_mount = true;
-                    if let Some(found) = self.open(folder, path) {
-                        if !matches!(head.method(), b"GET" | b"HEAD") {
-                            return Some(method_not_allowed());
+                    match self.open(folder, path) {
+                        Opened::Found(found) => {
+                            if !matches!(head.method(), b"GET" | b"HEAD") {
+                                return Some(method_not_allowed());
+                            }
+                            return Some(self.serve(head, found, Handover::Static));
                         }
-                        return Some(self.serve(head, found, Handover::Static));
+                        Opened::Absent => {}
+                        Opened::Refused => return Some(Response::plain(StatusCode::NOT_FOUND)),
                     }
                 }
             }
@@ -117,27 +144,36 @@ impl StaticFiles {
     }
 
     /// Open the file `path` below `folder`, as `--static-confine` allows.
-    fn open(&self, folder: &Folder, path: PathBuf) -> Option<Found> {
-        if self.confine && !folder.contains_real(&path) {
-            return None;
+    fn open<'a>(&self, folder: &'a Folder, path: PathBuf) -> Opened<'a> {
+        let confined_to = self.confine.then_some(folder);
+        if confined_to.is_some_and(|folder| !folder.contains_real(&path)) {
+            return if path.exists() {
+                Opened::Refused
+            } else {
+                Opened::Absent
+            };
         }
-        let (file, metadata) = resolve::open_regular(&path)?;
-        Some(Found {
-            path,
-            file,
-            metadata,
-        })
+        match resolve::open_regular(&path) {
+            Entry::File(file, metadata) => Opened::Found(Found {
+                path,
+                file,
+                metadata,
+                confined_to,
+            }),
+            Entry::Absent => Opened::Absent,
+            Entry::Unservable => Opened::Refused,
+        }
     }
 
     /// The response for a file: conditional, ranged and precompressed as
     /// the request asks. `handover` says whose headers come with it.
-    fn serve(&self, head: &RequestHead, found: Found, handover: Handover) -> Response {
+    fn serve(&self, head: &RequestHead, found: Found<'_>, handover: Handover) -> Response {
         let name = found
             .path
             .file_name()
             .map(|name| String::from_utf8_lossy(name.as_bytes()).into_owned())
             .unwrap_or_default();
-        let siblings = Siblings::find(&found.path);
+        let siblings = Siblings::find(&found.path, found.confined_to);
         let chosen = siblings.choose(head.header(ACCEPT_ENCODING.as_str().as_bytes()));
         let (coding, file, metadata) = match chosen {
             Some((coding, file, metadata)) => (Some(coding), file, metadata),
@@ -234,11 +270,15 @@ struct Siblings {
 }
 
 impl Siblings {
-    fn find(path: &Path) -> Self {
+    /// The siblings of `path` that are regular files (and, when
+    /// `confined_to` is given, resolve inside that folder).
+    fn find(path: &Path, confined_to: Option<&Folder>) -> Self {
         let mut present = [false; 3];
         for coding in Coding::ALL {
-            present[coding as usize] = std::fs::metadata(with_suffix(path, coding.suffix()))
-                .is_ok_and(|metadata| metadata.is_file());
+            let sibling = with_suffix(path, coding.suffix());
+            present[coding as usize] = std::fs::metadata(&sibling)
+                .is_ok_and(|metadata| metadata.is_file())
+                && confined_to.is_none_or(|folder| folder.contains_real(&sibling));
         }
         Self {
             present,
@@ -256,9 +296,10 @@ impl Siblings {
             .into_iter()
             .filter(|coding| self.present[*coding as usize])
             .find_map(|coding| {
-                let (file, metadata) =
-                    resolve::open_regular(&with_suffix(&self.base, coding.suffix()))?;
-                Some((coding, file, metadata))
+                match resolve::open_regular(&with_suffix(&self.base, coding.suffix())) {
+                    Entry::File(file, metadata) => Some((coding, file, metadata)),
+                    Entry::Absent | Entry::Unservable => None,
+                }
             })
     }
 }

@@ -153,18 +153,34 @@ fn hex(digit: u8) -> Option<u8> {
     (digit as char).to_digit(16).map(|value| value as u8)
 }
 
+/// What is at a path a request names.
+pub(crate) enum Entry {
+    /// A regular file, open, and its metadata.
+    File(File, Metadata),
+    /// Nothing, or a folder: not ours to answer.
+    Absent,
+    /// A fifo, socket or device: never served, a 404.
+    Unservable,
+}
+
 /// Open `path` if it is a regular file (links followed). A fifo or device
-/// is never opened for reading: `O_NONBLOCK` keeps a fifo from blocking the
-/// open, and the type is checked on the open descriptor, so nothing can be
-/// swapped in between.
-pub(crate) fn open_regular(path: &Path) -> Option<(File, Metadata)> {
-    let file = std::fs::OpenOptions::new()
+/// is never read: `O_NONBLOCK` keeps a fifo from blocking the open, and the
+/// type is checked on the open descriptor, so nothing can be swapped in
+/// between.
+pub(crate) fn open_regular(path: &Path) -> Entry {
+    let Ok(file) = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .ok()?;
-    let metadata = file.metadata().ok()?;
-    metadata.is_file().then_some((file, metadata))
+    else {
+        return Entry::Absent;
+    };
+    match file.metadata() {
+        Ok(metadata) if metadata.is_file() => Entry::File(file, metadata),
+        Ok(metadata) if metadata.is_dir() => Entry::Absent,
+        Ok(_) => Entry::Unservable,
+        Err(_) => Entry::Absent,
+    }
 }
 
 #[cfg(test)]

@@ -203,8 +203,10 @@ pub(crate) async fn serve_unix(
             // The watchdog answered (504) and shut the socket down.
             return;
         };
+        let status = response.status.as_u16();
         let mut encoded = encode(response, exchange, BytesMut::new());
         shared.recycler.request_done();
+        connection::log_request(&shared, &request, status, &encoded);
         if encoded.body.is_none() {
             match std::io::Write::write(&mut &stream, &encoded.head) {
                 Ok(written) if written == encoded.head.len() => return,

@@ -121,13 +121,19 @@ impl RequestHead {
         (self.slice(&field.name), self.slice(&field.value))
     }
 
-    /// The first value of a header, by case-insensitive name.
+    /// The first value of a header, by case-insensitive name: a header
+    /// field (HTTP), or the `HTTP_*` variable a proxy made of it (uwsgi).
     pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
         self.fields
             .iter()
             .map(|field| (self.slice(&field.name), self.slice(&field.value)))
             .find(|(field, _)| field.eq_ignore_ascii_case(name))
             .map(|(_, value)| value)
+            .or_else(|| {
+                self.cgi()
+                    .find(|(variable, _)| is_cgi_name_of(variable, name))
+                    .map(|(_, value)| value)
+            })
     }
 
     /// The proxy's CGI variables (name, value), in order.
@@ -150,6 +156,18 @@ impl RequestHead {
             String::from_utf8_lossy(self.uri())
         )
     }
+}
+
+/// Whether `variable` is the CGI name of header `name` (`HTTP_IF_NONE_MATCH`
+/// for `if-none-match`).
+fn is_cgi_name_of(variable: &[u8], name: &[u8]) -> bool {
+    variable.strip_prefix(b"HTTP_").is_some_and(|rest| {
+        rest.len() == name.len()
+            && rest.iter().zip(name).all(|(&cgi, &header)| {
+                let header = if header == b'-' { b'_' } else { header };
+                cgi == header.to_ascii_uppercase()
+            })
+    })
 }
 
 /// The span of `part` inside `base` (`part` must be a subslice of `base`).

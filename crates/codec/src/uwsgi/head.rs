@@ -155,6 +155,14 @@ mod tests {
         assert_eq!(head.path(), b"/a b");
         assert_eq!(head.query(), b"x=1");
         assert!(head.https && head.from_proxy);
+        // Headers are found among the proxy's HTTP_* variables.
+        assert_eq!(head.header(b"Host"), Some(&b"example.com"[..]));
+        assert_eq!(head.header(b"if-none-match"), None);
+        assert_eq!(
+            head.header(b"https"),
+            None,
+            "only HTTP_* variables are headers"
+        );
         let cgi: Vec<_> = head.cgi().collect();
         assert_eq!(
             cgi,

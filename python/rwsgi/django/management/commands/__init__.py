@@ -1,0 +1,1 @@
+"""``rwsgi_serve``: see ``rwsgi.django.management.commands.rwsgi_serve``."""
