@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs everything benches/compare.py, nginx.py, reload.py and fleet.py run:
-# wrk, libev, iproute2 and nginx-light (Debian), the peer servers and rwsgi
-# (from this checkout) in benches/.venv, and the bare hyper server
+# Installs everything benches/compare.py, nginx.py, reload.py, fleet.py and
+# django_static.py run: wrk, ab (apache2-utils), libev, iproute2 and nginx-light
+# (Debian), the peer servers, whitenoise and rwsgi (from this checkout) in
+# benches/.venv, django_static.py's static files, and the bare hyper server
 # (benches/hyper_bare, release build).
 #
 #   bash benches/setup.sh             # everything
@@ -33,7 +34,7 @@ fi
 if $peers; then
     if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
     $sudo apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y wrk libev-dev build-essential
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y wrk apache2-utils libev-dev build-essential
     # fleet.py's network namespaces and veth pairs.
     if ! command -v ip >/dev/null 2>&1; then
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y iproute2
@@ -47,6 +48,11 @@ if $peers; then
     # The apps of the flask_hello and django_* scenarios (pinned: their bodies
     # and per-request cost are the frameworks').
     "$venv/bin/python" -m pip install "flask==3.1.3" "django==5.2.19"
+    # django_static.py: gunicorn's static files come from whitenoise (pinned
+    # too: its per-request cost is in the figures); the 1 MiB file it serves
+    # is generated (shop.css is committed; both are checked byte for byte).
+    "$venv/bin/python" -m pip install "whitenoise==6.12.0"
+    "$venv/bin/python" "$here/django_static.py" --make-static
     cargo build --release --manifest-path "$here/hyper_bare/Cargo.toml"
 fi
 
