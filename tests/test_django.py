@@ -24,6 +24,7 @@ import pytest
 from conftest import TESTS_DIR, Server, ServerFactory, wait_until
 from django.core.management.base import CommandError
 from rwsgi.django.management.commands.rwsgi_serve import parse_addrport
+from support.http import ipv6_loopback_works
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -165,16 +166,7 @@ def test_addrport_refused_with_runservers_messages(addrport: str, ipv6: bool, me
     assert str(raised.value) == message
 
 
-def ipv6_loopback_available() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not ipv6_loopback_available(), reason="no ::1 here")
+@pytest.mark.skipif(not ipv6_loopback_works(), reason="no ::1 here")
 def test_serves_on_ipv6_loopback(start_server: ServerFactory, data: Path) -> None:
     server = serve(start_server, PROJECT, data, addrport="[::1]:0")
     assert server.host == "::1"

@@ -4,12 +4,12 @@ listeners (several, IPv6). Raw sockets wherever the exact bytes matter."""
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
 import pytest
 from conftest import IncompleteResponse, Server, read_response, read_until_closed, recorded_lines
+from support.http import ipv6_loopback_works
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -228,18 +228,7 @@ def test_two_listeners_both_serve(start_server) -> None:
         assert environ["SERVER_PORT"] == str(port)
 
 
-def _ipv6_loopback_works() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _ipv6_loopback_works(), reason="no IPv6 loopback here")
+@pytest.mark.skipif(not ipv6_loopback_works(), reason="no IPv6 loopback here")
 def test_ipv6_listener(start_server) -> None:
     server = start_server("apps.environ:application", http=("[::1]:0",))
     assert server.host == "::1"

@@ -239,3 +239,15 @@ def trickle(sock: socket.socket, data: bytes, interval: float = 0.25) -> tuple[i
     if not closed:
         answer += read_until_closed(sock, 30)
     return sent, bytes(answer)
+
+
+def ipv6_loopback_works() -> bool:
+    """Whether this machine can bind ::1 (CI containers may have no IPv6)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
