@@ -18,18 +18,17 @@
 //! write; large ones stream in bounded chunks).
 
 pub(crate) mod accel;
+mod cache;
 mod conditional;
 mod encoding;
 mod headers;
 mod resolve;
 mod siblings;
 
-use std::fs::{File, Metadata};
+use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-use bytes::Bytes;
 use http::header::{
     ACCEPT_ENCODING, ACCEPT_RANGES, ALLOW, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_RANGE,
     CONTENT_TYPE, ETAG, LAST_MODIFIED, VARY,
@@ -39,13 +38,11 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use crate::config::Config;
 use crate::request::RequestHead;
 use crate::response::{FileBody, Response, ResponseBody};
+use cache::{ContentCache, Loaded, Source};
 use conditional::{Part, Validators};
 use encoding::Coding;
-use resolve::{Entry, Folder, Located};
+use resolve::{Folder, Located};
 use siblings::SiblingCache;
-
-/// Files up to this size are read whole and sent with the head in one write.
-const INLINE_FILE: u64 = 64 * 1024;
 
 /// Cache-Control of a name that carries its content's hash.
 const IMMUTABLE: HeaderValue = HeaderValue::from_static("public, max-age=31536000, immutable");
@@ -60,12 +57,14 @@ pub(crate) struct StaticFiles {
     confine: bool,
     /// Which files have precompressed siblings, as last looked up.
     siblings: SiblingCache,
+    /// Small files' bytes.
+    content: ContentCache,
 }
 
 /// A regular file found under a mount, open.
 struct Found<'a> {
     path: PathBuf,
-    file: File,
+    source: Source,
     metadata: Metadata,
     /// With `--static-confine`: the folder its siblings must resolve into too.
     confined_to: Option<&'a Folder>,
@@ -113,6 +112,7 @@ impl StaticFiles {
             strict: config.static_strict,
             confine: config.static_confine,
             siblings: SiblingCache::default(),
+            content: ContentCache::default(),
         }
     }
 
@@ -158,15 +158,15 @@ impl StaticFiles {
                 Opened::Absent
             };
         }
-        match resolve::open_regular(&path) {
-            Entry::File(file, metadata) => Opened::Found(Found {
+        match self.content.load(&path) {
+            Loaded::File(source, metadata) => Opened::Found(Found {
                 path,
-                file,
+                source,
                 metadata,
                 confined_to,
             }),
-            Entry::Absent => Opened::Absent,
-            Entry::Unservable => Opened::Refused,
+            Loaded::Absent => Opened::Absent,
+            Loaded::Unservable => Opened::Refused,
         }
     }
 
@@ -179,10 +179,16 @@ impl StaticFiles {
             .map(|name| String::from_utf8_lossy(name.as_bytes()).into_owned())
             .unwrap_or_default();
         let siblings = self.siblings.find(&found.path, found.confined_to);
-        let chosen = siblings.choose(head.header(ACCEPT_ENCODING.as_str().as_bytes()));
-        let (coding, file, metadata) = match chosen {
-            Some((coding, file, metadata)) => (Some(coding), file, metadata),
-            None => (None, found.file, found.metadata),
+        let chosen = siblings
+            .candidates(head.header(ACCEPT_ENCODING.as_str().as_bytes()))
+            .into_iter()
+            .find_map(|(coding, path)| match self.content.load(&path) {
+                Loaded::File(source, metadata) => Some((coding, source, metadata)),
+                Loaded::Absent | Loaded::Unservable => None,
+            });
+        let (coding, source, metadata) = match chosen {
+            Some((coding, source, metadata)) => (Some(coding), source, metadata),
+            None => (None, found.source, found.metadata),
         };
         let size = metadata.len();
         let validators = Validators::of(
@@ -223,18 +229,17 @@ impl StaticFiles {
             return response(StatusCode::NOT_MODIFIED, headers, ResponseBody::Empty);
         }
         headers.push((ACCEPT_RANGES, HeaderValue::from_static("bytes")));
-        let is_head = head.method() == b"HEAD";
         match conditional::part(
             header(&http::header::RANGE),
             header(&http::header::IF_RANGE),
             &validators,
             size,
         ) {
-            Part::Whole => response(StatusCode::OK, headers, body(file, 0, size, is_head)),
+            Part::Whole => response(StatusCode::OK, headers, body(source, 0, size)),
             Part::Range { first, last } => {
                 let range = format!("bytes {first}-{last}/{size}");
                 headers.push((CONTENT_RANGE, header_value(&range)));
-                let part = body(file, first, last - first + 1, is_head);
+                let part = body(source, first, last - first + 1);
                 response(StatusCode::PARTIAL_CONTENT, headers, part)
             }
             Part::Unsatisfiable => {
@@ -267,23 +272,29 @@ pub(crate) enum Handover {
     App(Vec<(HeaderName, HeaderValue)>),
 }
 
-/// `length` bytes of `file` from `offset`: read now when small (they go
-/// out in the head's write), else streamed. HEAD reads nothing.
-fn body(file: File, offset: u64, length: u64, is_head: bool) -> ResponseBody {
-    if length <= INLINE_FILE && !is_head {
-        let mut bytes = vec![0u8; length as usize];
-        if file.read_exact_at(&mut bytes, offset).is_ok() {
-            return ResponseBody::full(Bytes::from(bytes));
+/// `length` bytes of the file from `offset`: a slice of the bytes in
+/// memory (they go out with the head), or streamed from the open file.
+fn body(source: Source, offset: u64, length: u64) -> ResponseBody {
+    match source {
+        Source::Memory(bytes) => {
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            let end = usize::try_from(offset + length)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            ResponseBody::full(bytes.slice(start..end))
+        }
+        Source::File(mut file) => {
+            if offset > 0 {
+                use std::io::Seek;
+                if file.seek(std::io::SeekFrom::Start(offset)).is_err() {
+                    return ResponseBody::Empty;
+                }
+            }
+            ResponseBody::File(Box::new(FileBody::new(file, length, None)))
         }
     }
-    let mut file = file;
-    if offset > 0 {
-        use std::io::Seek;
-        if file.seek(std::io::SeekFrom::Start(offset)).is_err() {
-            return ResponseBody::Empty;
-        }
-    }
-    ResponseBody::File(Box::new(FileBody::new(file, length, None)))
 }
 
 fn response(

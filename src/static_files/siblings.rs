@@ -1,18 +1,17 @@
 //! A file's precompressed siblings (`FILE.br`, `FILE.zst`, `FILE.gz`):
-//! which exist, and opening the one a client accepts. Whether they exist is
+//! which exist, and which to try for a client. Whether they exist is
 //! asked on every request (a file with siblings is sent with `Vary`), and
 //! three `stat` calls were a tenth of a 4 KiB file's cost, so the answer is
 //! kept for a second per file, as nginx's `open_file_cache_valid` would: a
 //! sibling added is seen within a second; one removed is skipped at open.
 
 use std::collections::HashMap;
-use std::fs::{File, Metadata};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 
 use super::encoding::{self, Coding};
-use super::resolve::{self, Entry, Folder};
+use super::resolve::Folder;
 use crate::clock;
 
 /// How long an answer is kept, in milliseconds.
@@ -74,20 +73,16 @@ fn look_up(path: &Path, confined_to: Option<&Folder>) -> [bool; 3] {
 }
 
 impl Siblings {
-    /// The best sibling `accept` allows, open; `None` for the file itself.
-    pub(super) fn choose(&self, accept: Option<&[u8]>) -> Option<(Coding, File, Metadata)> {
+    /// The siblings `accept` allows, best first, as paths to try.
+    pub(super) fn candidates(&self, accept: Option<&[u8]>) -> Vec<(Coding, PathBuf)> {
         if !self.any {
-            return None;
+            return Vec::new();
         }
         encoding::acceptable(accept)
             .into_iter()
             .filter(|coding| self.present[*coding as usize])
-            .find_map(|coding| {
-                match resolve::open_regular(&with_suffix(&self.base, coding.suffix())) {
-                    Entry::File(file, metadata) => Some((coding, file, metadata)),
-                    Entry::Absent | Entry::Unservable => None,
-                }
-            })
+            .map(|coding| (coding, with_suffix(&self.base, coding.suffix())))
+            .collect()
     }
 }
 
