@@ -316,8 +316,12 @@ fn readable_within(fd: RawFd, limit: std::time::Duration) -> bool {
     let millis = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX).max(1);
     // SAFETY: one pollfd we own, for the length given.
     let ready = unsafe { libc::poll(&raw mut poll, 1, millis) };
-    // An error (EINTR) counts as readable: the read that follows decides.
-    ready != 0
+    if ready < 0 {
+        // A signal (the inherited SIGCHLD handler) cut the wait short: look
+        // at the files and wait again. Any other error: let the read decide.
+        return std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted;
+    }
+    ready > 0
 }
 
 fn load(py: Python<'_>, context: &LoaderContext<'_>) -> std::result::Result<Py<PyAny>, i32> {
