@@ -20,13 +20,6 @@ __all__ = ["add_server_options", "build_parser", "cli_message", "main", "options
 
 _BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
 
-_CLI_TYPES: dict[str, type] = {
-    "_positive_int": int,
-    "_non_negative_int": int,
-    "_non_negative_seconds": float,
-    "_optional_whole_seconds": int,
-}
-
 
 def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
     names = [option.cli]
@@ -46,7 +39,6 @@ def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
                 help="load the app in each worker after forking instead of in the master",
             )
         return
-    kind = _CLI_TYPES.get(getattr(option.check, "__name__", ""), str)
     if option.name == "chmod_socket":
         parser.add_argument(
             *names,
@@ -62,7 +54,7 @@ def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
     parser.add_argument(
         *names,
         dest=option.name,
-        type=kind,
+        type=option.text,
         action="append" if option.repeatable else "store",
         default=None,
         metavar=option.metavar,

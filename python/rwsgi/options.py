@@ -16,7 +16,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the master ~1 MiB and 15 ms at start-up
     from typing import Any
 
-__all__ = ["OPTIONS", "Option", "OptionError", "normalize", "parse_mounts"]
+__all__ = ["OPTIONS", "Option", "OptionError", "normalize", "parse_mounts", "text_bool"]
 
 
 class OptionError(ValueError):
@@ -322,10 +322,42 @@ def _choice(*choices: str) -> Callable[[str, object], str]:
     return check
 
 
+def text_bool(text: str) -> bool:
+    """A boolean written as text (ini files, the environment): true/yes/on/1 or
+    false/no/off/0, in any case."""
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on", "y"):
+        return True
+    if lowered in ("0", "false", "no", "off", "n", ""):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false, yes/no, on/off, 1/0)")
+
+
+# How a value written as text becomes what each check takes, by the check
+# itself (not its name: renaming a validator must not change an option's type).
+_FROM_TEXT: dict[Callable[[str, object], Any], Callable[[str], Any]] = {
+    _positive_int: int,
+    _non_negative_int: int,
+    _non_negative_seconds: float,
+    _optional_whole_seconds: int,
+    _bool: text_bool,
+}
+
+
 class Option:
     """One server option: its name, how it is checked, its default and its help."""
 
-    __slots__ = ("aliases", "check", "default", "flag", "help", "metavar", "name", "repeatable")
+    __slots__ = (
+        "aliases",
+        "check",
+        "default",
+        "flag",
+        "help",
+        "metavar",
+        "name",
+        "repeatable",
+        "text",
+    )
 
     def __init__(
         self,
@@ -346,6 +378,18 @@ class Option:
         self.repeatable = repeatable
         self.flag = flag
         self.aliases = aliases
+        self.text: Callable[[str], Any] = _FROM_TEXT.get(check, str)
+        """Turns one value written as text (a CLI argument, an ini or environment
+        value) into what ``check`` takes."""
+
+    def from_text(self, text: str) -> Any:
+        """``text`` as this option's value, before ``check``; a value that is not
+        of its type is an ``OptionError`` naming the option."""
+        try:
+            return self.text(text)
+        except ValueError:
+            kind = getattr(self.text, "__name__", "value")
+            raise OptionError(f"{self.name}: {text!r} is not a valid {kind}") from None
 
     def __repr__(self) -> str:
         return f"Option({self.name!r})"
