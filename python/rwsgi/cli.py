@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
+from pathlib import Path
 
-from rwsgi import _rwsgi
+from rwsgi import _rwsgi, sources
 from rwsgi.loader import load_app, prepare_import_path
 from rwsgi.options import OPTIONS, Option, OptionError, normalize
 
@@ -75,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="the WSGI callable to serve; MODULE alone means MODULE:application",
     )
     parser.add_argument("--version", action="version", version=f"rwsgi {_rwsgi.__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="read options from this TOML file (default: ./rwsgi.toml, else [tool.rwsgi] of "
+        "the project's pyproject.toml; 'none' reads no file); the environment (RWSGI_<NAME>) "
+        "overrides it and the command line overrides both",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved options and where each came from, then exit",
+    )
     add_server_options(parser)
     return parser
 
@@ -109,15 +123,25 @@ def main(argv: list[str] | None = None) -> int:
     """Run the server from command-line arguments; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.app:
-        parser.error("the app to serve is required, e.g. rwsgi mysite.wsgi:application")
-    given = options_from_args(args)
+    origins: dict[str, str] = {}
     try:
-        config = normalize(given)
+        sourced, unknown_env = _layered_sources(args)
+        origins = {name: origin for name, (_, origin) in sourced.items()}
+        app = sourced.pop(sources.APP_KEY, (None, ""))[0]
+        if app is not None and not isinstance(app, str):
+            raise OptionError(f"app must be a string such as 'mysite.wsgi', not {app!r}")
+        config = normalize({name: value for name, (value, _) in sourced.items()})
     except (OptionError, TypeError) as error:
-        parser.error(cli_message(str(error)))
+        parser.error(_located(str(error), origins))
+    if args.print_config:
+        print(sources.describe(config, origins, app))
+        for variable in unknown_env:
+            print(f"# ignored: {variable} names no option")
+        return 0
+    if not app:
+        parser.error("the app to serve is required, e.g. rwsgi mysite.wsgi:application")
     prepare_import_path(config["chdir"], config["pythonpath"])
-    spec: str = args.app
+    spec: str = app
     load: Callable[[], Callable[..., Any]] = lambda: load_app(spec)  # noqa: E731
     if config["autoreload"]:
         from rwsgi.autoreload import load_for_development
@@ -131,6 +155,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rwsgi: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _layered_sources(args: argparse.Namespace) -> tuple[sources.Sourced, list[str]]:
+    """The options from every source, highest last: config file, environment,
+    command line (defaults are filled by ``normalize``)."""
+    file: sources.Sourced = {}
+    if args.config != "none":
+        path = Path(args.config) if args.config else sources.find_config_file()
+        if path is not None:
+            if not path.is_file():
+                raise OptionError(f"config: {str(path)!r} is not a file")
+            file = sources.from_toml(path)
+    environment, unknown = sources.from_environment(os.environ)
+    cli = {name: (value, "cli") for name, value in options_from_args(args).items()}
+    if args.app:
+        cli[sources.APP_KEY] = (args.app, "cli")
+    return sources.layer(file, environment, cli), unknown
+
+
+def _located(message: str, origins: dict[str, str]) -> str:
+    """An option error, prefixed with where a file or the environment set the
+    value (``rwsgi.toml:3: workers ...``); a command-line one names its flag."""
+    name = re.split(r"[^a-z_]", message, maxsplit=1)[0]
+    origin = origins.get(name, "cli")
+    return cli_message(message) if origin == "cli" else f"{origin}: {message}"
 
 
 def cli_message(message: str) -> str:
