@@ -23,30 +23,29 @@ __all__ = ["add_server_options", "build_parser", "cli_message", "main", "options
 _BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
 
 
+def _flag_names(names: tuple[str, ...]) -> list[str]:
+    return [f"-{name}" if len(name) == 1 else "--" + name.replace("_", "-") for name in names]
+
+
 def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
-    names = [option.cli]
-    for alias in option.aliases:
-        names.append(f"-{alias}" if len(alias) == 1 else "--" + alias.replace("_", "-"))
+    names = [option.cli, *_flag_names(option.aliases)]
     if option.flag:
         group = parser.add_mutually_exclusive_group()
         group.add_argument(
             *names, dest=option.name, action="store_true", default=None, help=option.help
         )
-        if option.name == "preload":
+        if option.negation is not None:
+            negations, help_text = option.negation
             group.add_argument(
-                "--lazy",
-                "--lazy-apps",
-                dest=option.name,
-                action="store_false",
-                help="load the app in each worker after forking instead of in the master",
+                *_flag_names(negations), dest=option.name, action="store_false", help=help_text
             )
         return
-    if option.name == "chmod_socket":
+    if option.bare is not None:
         parser.add_argument(
             *names,
             dest=option.name,
             nargs="?",
-            const="666",
+            const=option.bare,
             default=None,
             metavar=option.metavar,
             help=option.help,
