@@ -51,3 +51,14 @@ def test_the_rust_config_reads_exactly_the_tables_options() -> None:
     read = set(re.findall(r'\(dict, "([a-z_]+)"\)', source))
     read |= set(re.findall(r'\("([a-z_]+)", ListenerProtocol', source))
     assert read == {option.name for option in OPTIONS} - PYTHON_ONLY
+
+
+def test_the_readmes_option_table_is_the_tables() -> None:
+    from pathlib import Path
+
+    from rwsgi.options import markdown_table
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    begin = readme.index("-->\n", readme.index("<!-- options table:")) + 4
+    end = readme.index("<!-- end of options table -->")
+    assert readme[begin:end] == markdown_table(), "run: python -m rwsgi.options"

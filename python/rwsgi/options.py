@@ -785,3 +785,37 @@ def _check_uwsgi_exposure(config: dict[str, Any]) -> None:
                 "connect with --uwsgi-allow-from (e.g. --uwsgi-allow-from 10.0.0.5), or bind "
                 "127.0.0.1 or a unix socket"
             )
+
+
+def markdown_table() -> str:
+    """The README's option table, made from ``OPTIONS`` (a test keeps the
+    README's copy current: ``python -m rwsgi.options`` prints it)."""
+
+    def flags(option: Option) -> str:
+        names = [option.cli + (f" {option.metavar}" if option.metavar else "")]
+        names += ["--" + alias.replace("_", "-") for alias in option.aliases if len(alias) > 1]
+        if option.negation is not None:
+            names += ["--" + name.replace("_", "-") for name in option.negation[0]]
+        return ", ".join(f"`{name}`" for name in names)
+
+    def default(option: Option) -> str:
+        value = option.default
+        if value in (None, []):
+            return "—"
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return f"{value:,}" if isinstance(value, int) else str(value)
+
+    rows = ["| option | default | meaning |", "|---|---|---|"]
+
+    def meaning(option: Option) -> str:
+        return option.help.replace("|", "\\|")
+
+    rows += [f"| {flags(option)} | {default(option)} | {meaning(option)} |" for option in OPTIONS]
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")
