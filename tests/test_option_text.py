@@ -61,4 +61,4 @@ def test_the_readmes_option_table_is_the_tables() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     begin = readme.index("-->\n", readme.index("<!-- options table:")) + 4
     end = readme.index("<!-- end of options table -->")
-    assert readme[begin:end] == markdown_table(), "run: python -m rwsgi.options"
+    assert readme[begin:end] == markdown_table(), "regenerate it: python python/rwsgi/options.py"

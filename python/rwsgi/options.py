@@ -789,7 +789,7 @@ def _check_uwsgi_exposure(config: dict[str, Any]) -> None:
 
 def markdown_table() -> str:
     """The README's option table, made from ``OPTIONS`` (a test keeps the
-    README's copy current: ``python -m rwsgi.options`` prints it)."""
+    README's copy current: ``python python/rwsgi/options.py`` prints it)."""
 
     def flags(option: Option) -> str:
         names = [option.cli + (f" {option.metavar}" if option.metavar else "")]
