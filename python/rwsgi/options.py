@@ -362,6 +362,7 @@ class Option:
         "bare",
         "check",
         "default",
+        "django",
         "flag",
         "help",
         "metavar",
@@ -383,6 +384,7 @@ class Option:
         aliases: tuple[str, ...] = (),
         negation: tuple[tuple[str, ...], str] | None = None,
         bare: str | None = None,
+        django: bool = True,
     ) -> None:
         self.name = name
         self.check = check
@@ -396,6 +398,8 @@ class Option:
         """For a flag: the CLI names that turn it off, and their help (``--lazy``)."""
         self.bare = bare
         """The value of the flag given without one (``--chmod-socket`` alone: 666)."""
+        self.django = django
+        """Whether ``manage.py rwsgi_serve`` takes it (``--http`` is its addrport)."""
         self.text: Callable[[str], Any] = _FROM_TEXT.get(check, str)
         """Turns one value written as text (a CLI argument, an ini or environment
         value) into what ``check`` takes."""
@@ -427,6 +431,7 @@ OPTIONS: tuple[Option, ...] = (
         metavar="ADDR:PORT",
         repeatable=True,
         aliases=("bind", "b"),
+        django=False,
     ),
     Option(
         "http_socket",
@@ -719,6 +724,7 @@ OPTIONS: tuple[Option, ...] = (
         "add a directory to sys.path (repeatable)",
         metavar="DIR",
         repeatable=True,
+        django=False,
     ),
     Option(
         "preload",

@@ -31,10 +31,11 @@ from django.db import connections
 from rwsgi import __version__
 from rwsgi.cli import add_server_options, cli_message, options_from_args
 from rwsgi.django._serve import exec_server, friendly_os_error
-from rwsgi.options import OptionError, normalize
+from rwsgi.options import OPTIONS, OptionError, normalize
 
-# addrport is the HTTP listener; Django's own --pythonpath is already in sys.path.
-SKIPPED_OPTIONS = frozenset({"http", "pythonpath"})
+# The table says which options the command leaves out: --http is addrport,
+# and Django's own --pythonpath is already in sys.path.
+SKIPPED_OPTIONS = frozenset(option.name for option in OPTIONS if not option.django)
 DEFAULT_THREADS = 4  # runserver threads by default; --nothreading is 1
 DEVELOPMENT_AUTORELOAD = 1.0
 
