@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
-from pathlib import Path
 
 from rwsgi import _rwsgi, sources
 from rwsgi.loader import load_app, prepare_import_path
@@ -157,20 +155,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _layered_sources(args: argparse.Namespace) -> tuple[sources.Sourced, list[str]]:
-    """The options from every source, highest last: config file, environment,
-    command line (defaults are filled by ``normalize``)."""
-    file: sources.Sourced = {}
-    if args.config != "none":
-        path = Path(args.config) if args.config else sources.find_config_file()
-        if path is not None:
-            if not path.is_file():
-                raise OptionError(f"config: {str(path)!r} is not a file")
-            file = sources.from_toml(path)
-    environment, unknown = sources.from_environment(os.environ)
+    """The options from every source (see ``sources.gather``)."""
     cli = {name: (value, "cli") for name, value in options_from_args(args).items()}
     if args.app:
         cli[sources.APP_KEY] = (args.app, "cli")
-    return sources.layer(file, environment, cli), unknown
+    return sources.gather(cli, args.config)
 
 
 def _located(message: str, origins: dict[str, str]) -> str:

@@ -14,6 +14,7 @@ used when installed, and a config file without it is an error that says so.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +26,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the master ~1 MiB and 15 ms at start-up
     from typing import Any
 
-__all__ = ["ENV_PREFIX", "Sourced", "find_config_file", "from_environment", "from_toml", "layer"]
+__all__ = [
+    "ENV_PREFIX",
+    "Sourced",
+    "find_config_file",
+    "from_environment",
+    "from_toml",
+    "gather",
+    "layer",
+]
 
 ENV_PREFIX = "RWSGI_"
 """Environment variables ``RWSGI_<OPTION NAME>`` set options (``RWSGI_WORKERS=4``)."""
@@ -159,3 +168,18 @@ def describe(config: Mapping[str, Any], origins: Mapping[str, str], app: str | N
     ]
     width = max(len(name) + len(value) for name, value, _ in rows) + 3
     return "\n".join(f"{f'{name} = {value}':<{width}}  ({origin})" for name, value, origin in rows)
+
+
+def gather(cli: Sourced, config: str | None = None) -> tuple[Sourced, list[str]]:
+    """Every source merged, highest last: the config file (``config``, else
+    the one ``find_config_file`` finds; ``"none"`` for no file), the
+    environment, then ``cli``; with the ``RWSGI_*`` names that set nothing."""
+    file: Sourced = {}
+    if config != "none":
+        path = Path(config) if config else find_config_file()
+        if path is not None:
+            if not path.is_file():
+                raise OptionError(f"config: {str(path)!r} is not a file")
+            file = from_toml(path)
+    environment, unknown = from_environment(os.environ)
+    return layer(file, environment, cli), unknown
