@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlparse
 __all__ = ["BundleError", "find_rwsgi_wheel", "main", "write_bundle"]
 
 _TAIL_LINES = 15
+_MANYLINUX = ["--config-settings=maturin.build-args=--compatibility pypi"]
 
 
 class BundleError(Exception):
@@ -86,7 +87,8 @@ def find_rwsgi_wheel(into: Path) -> Path:
             steps.append(
                 (
                     f"building rwsgi's wheel from {source}",
-                    ["wheel", "--no-deps", "-w", scratch],
+                    # maturin's PEP 517 hook tags linux_* unless told to check manylinux.
+                    ["wheel", "--no-deps", "-w", scratch, *_MANYLINUX],
                     str(source),
                 )
             )
@@ -124,7 +126,7 @@ def _install_text(folder: Path, pins: dict[str, str], rwsgi_spec: str) -> str:
     python = f"CPython {sys.version_info.major}.{sys.version_info.minor}"
     target = f"{python} on {platform.system()} {platform.machine()}"
     name = folder.name
-    listed = "\n".join(f"  {n}=={v}" for n, v in sorted(pins.items()))
+    listed = "\n".join(f"  {n}=={v}" for n, v in sorted(pins.items())) or "  (rwsgi only)"
     return (
         f"Offline install of {rwsgi_spec}, made for {target}.\n"
         "Some wheels may be specific to that Python version and platform: install on a\n"
@@ -151,7 +153,24 @@ def write_bundle(
     for file in requirement_files:
         if not file.is_file():
             raise BundleError(f"-r {file}: no such file")
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fill(folder, requirements, requirement_files, wheel)
+    except BaseException:
+        # Everything inside is ours (the folder was new or empty): a retry starts clean.
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            for entry in folder.iterdir():
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        raise
+
+
+def _fill(
+    folder: Path, requirements: list[str], requirement_files: list[Path], wheel: Path | None
+) -> Path:
+    """The steps of ``write_bundle`` once ``folder`` exists and is empty."""
     if wheel is not None:
         if not wheel.is_file() or not wheel.name.startswith("rwsgi-") or wheel.suffix != ".whl":
             raise BundleError(f"--wheel {wheel}: not an rwsgi wheel file")
@@ -183,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a folder of wheels that installs rwsgi and your requirements"
         " with no network (pip install --no-index --find-links DIR).",
     )
-    parser.add_argument("folder", metavar="DIR", type=Path, help="the folder to write (new or empty)")
+    parser.add_argument(
+        "folder", metavar="DIR", type=Path, help="the folder to write (new or empty)"
+    )
     parser.add_argument(
         "--with",
         dest="requirements",
