@@ -163,7 +163,10 @@ def write_bundle(
             shutil.rmtree(folder, ignore_errors=True)
         else:
             for entry in folder.iterdir():
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
         raise
 
 
@@ -183,7 +186,12 @@ def _fill(
     for file in requirement_files:
         args.extend(["-r", str(file)])
     print("rwsgi bundle: downloading the requirements' wheels with pip", file=sys.stderr)
-    _pip(args, "downloading the requirements")
+    # Wheels only: an sdist would need a compiler on the target, which is what we avoid.
+    _pip(
+        args,
+        "downloading the requirements' wheels (for a requirement pip finds no wheel of,"
+        " pick a version that has one for this platform)",
+    )
     pins = _wheel_pins(folder)
     rwsgi_version = pins.pop("rwsgi")
     extra = "[django]" if "django" in pins else ""
