@@ -21,7 +21,7 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check maturin pytest pytest-timeout ruff mypy \
+.venv/bin/pip install -q --disable-pip-version-check maturin pytest pytest-timeout ruff mypy auditwheel \
     "Django>=5.2,<5.3" "django-stubs>=5.2,<5.3"
 
 echo "== format and lint"

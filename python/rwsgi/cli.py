@@ -118,6 +118,11 @@ def options_from_args(args: argparse.Namespace, skip: Collection[str] = ()) -> d
 
 def main(argv: list[str] | None = None) -> int:
     """Run the server from command-line arguments; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bundle"]:  # a subcommand of its own, before the server's flags
+        from rwsgi.bundle import main as bundle
+
+        return bundle(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     origins: dict[str, str] = {}
