@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
@@ -75,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="the WSGI callable to serve; MODULE alone means MODULE:application",
     )
     parser.add_argument("--version", action="version", version=f"rwsgi {_rwsgi.__version__}")
+    parser.add_argument(
+        "--ini",
+        metavar="FILE[:SECTION]",
+        help="read the [uwsgi] (or SECTION) section of a uWSGI ini file; flags given here win",
+    )
+    parser.add_argument(
+        "--ini-lenient",
+        action="store_true",
+        help="with --ini, skip unknown uWSGI keys with a note instead of refusing them",
+    )
     add_server_options(parser)
     return parser
 
@@ -109,13 +120,20 @@ def main(argv: list[str] | None = None) -> int:
     """Run the server from command-line arguments; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        given = {**_apply_ini(args), **options_from_args(args)}
+    except OptionError as error:
+        parser.error(str(error))
     if not args.app:
         parser.error("the app to serve is required, e.g. rwsgi mysite.wsgi:application")
-    given = options_from_args(args)
     try:
         config = normalize(given)
     except (OptionError, TypeError) as error:
         parser.error(cli_message(str(error)))
+    if args.ini_logto:
+        from rwsgi.ini import redirect_stderr
+
+        redirect_stderr(args.ini_logto)
     prepare_import_path(config["chdir"], config["pythonpath"])
     spec: str = args.app
     load: Callable[[], Callable[..., Any]] = lambda: load_app(spec)  # noqa: E731
@@ -131,6 +149,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rwsgi: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _apply_ini(args: argparse.Namespace) -> dict[str, object]:
+    """The options of ``--ini FILE[:SECTION]``, to be overridden by the flags.
+
+    Prints its notes, sets its ``env`` entries and, when no app is given on
+    the command line, takes the file's; ``args.ini_logto`` is where stderr
+    goes once the merged config is valid.
+    """
+    args.ini_logto = None
+    if not args.ini:
+        return {}
+    from rwsgi.ini import read_ini, split_spec
+
+    ini = read_ini(*split_spec(args.ini), lenient=args.ini_lenient)
+    for note in ini.notes:
+        print(f"rwsgi: ini {note}", file=sys.stderr)
+    for key, value in ini.env:
+        os.environ[key] = value
+    args.app = args.app or ini.app
+    args.ini_logto = ini.logto
+    return ini.options
 
 
 def cli_message(message: str) -> str:
