@@ -40,7 +40,7 @@ def test_keys_map_onto_options_with_their_types(tmp_path: Path) -> None:
             tmp_path,
             "[uwsgi]\nprocesses = 4\nthreads=2\nharakiri = 30\nlisten = 128\nlimit-post = 99\n"
             "max-requests-delta = 7\nmax-worker-lifetime = 3600\nworker-reload-mercy = 5\n"
-            "reload-on-rss = 300\nchown-socket = www-data:www-data\nhttp-socket = :9090\n",
+            "reload-on-rss = 300\nchown-socket = 0:0\nhttp-socket = :9090\n",
         )
     )
     assert ini.options == {
@@ -53,7 +53,7 @@ def test_keys_map_onto_options_with_their_types(tmp_path: Path) -> None:
         "max_lifetime": 3600.0,
         "graceful_timeout": 5.0,
         "reload_on_rss": 300,
-        "chown_socket": "www-data:www-data",
+        "chown_socket": "0:0",
         "http_socket": [":9090"],
     }
     assert ini.notes == []
@@ -129,12 +129,12 @@ def test_comments_and_spacing(tmp_path: Path) -> None:
         write(
             tmp_path,
             "# top\n; also\n[uwsgi]\n  # indented comment\nworkers=2  # two of them\n"
-            "module = a.b:app ;not a comment marker\nhttp-socket = 127.0.0.1:1#nospace\n",
+            "module = a.b:app ;not a comment marker\nenv = A=1#nospace\n",
         )
     )
     assert ini.options["workers"] == 2
     assert ini.app == "a.b:app ;not a comment marker"
-    assert ini.options["http_socket"] == ["127.0.0.1:1#nospace"]
+    assert ini.env == [("A", "1#nospace")]
 
 
 @pytest.mark.parametrize("text", ["true", "1", "yes", "on", "True", ""])
@@ -152,6 +152,8 @@ def test_bad_boolean_and_bad_number_name_line_and_key(tmp_path: Path) -> None:
         read_ini(write(tmp_path, "[uwsgi]\nmaster = 1\nlazy-apps = maybe\n"))
     with pytest.raises(IniError, match=r":2: processes: workers: 'four' is not a valid int"):
         read_ini(write(tmp_path, "[uwsgi]\nprocesses = four\n"))
+    with pytest.raises(IniError, match=r":2: chdir: chdir: '/no/such/dir' is not a directory"):
+        read_ini(write(tmp_path, "[uwsgi]\nchdir = /no/such/dir\n"))
     assert isinstance(IniError("x"), OptionError)
 
 
@@ -209,8 +211,8 @@ def test_static_expires_plain_and_regex_forms(tmp_path: Path) -> None:
 
 
 def test_static_map_relative_folder_is_under_chdir(tmp_path: Path) -> None:
-    ini = read_ini(write(tmp_path, "[uwsgi]\nchdir = /srv/site\nstatic-map = /s=static\n"))
-    assert ini.options["static_map"] == ["/s=/srv/site/static"]
+    ini = read_ini(write(tmp_path, f"[uwsgi]\nchdir = {tmp_path}\nstatic-map = /s=static\n"))
+    assert ini.options["static_map"] == [f"/s={tmp_path}/static"]
 
 
 def test_wsgi_file_becomes_a_module_spec(tmp_path: Path) -> None:

@@ -133,7 +133,10 @@ class _Reader:
         option = _BY_NAME[name]
         try:
             value = option.from_text(text)
-        except OptionError as error:
+            if name != "static_map":  # its folders are resolved under chdir at the end
+                # Checked here too so that a bad value names its line, not a flag.
+                option.check(name, [value] if option.repeatable else value)
+        except (OptionError, TypeError) as error:
             raise self.error(line, str(error)) from None
         if option.repeatable:
             current = self.result.options.setdefault(name, [])
