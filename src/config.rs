@@ -303,15 +303,10 @@ impl Config {
         }
         let chmod_socket: Option<u32> = item(dict, "chmod_socket")?;
         let chown_socket: Option<String> = item(dict, "chown_socket")?;
+        // Ranges are the option table's to check (once, at the front door);
+        // a value that does not fit its type here is still a config error.
         let workers: usize = item(dict, "workers")?;
         let threads: usize = item(dict, "threads")?;
-        let backlog: i64 = item(dict, "backlog")?;
-        if workers == 0 || threads == 0 {
-            return Err(Error::Config {
-                option: if workers == 0 { "workers" } else { "threads" },
-                message: "must be at least 1".into(),
-            });
-        }
         Ok(Self {
             listeners,
             chmod_socket,
@@ -319,7 +314,7 @@ impl Config {
             uwsgi_allow_from,
             workers,
             threads,
-            backlog: i32::try_from(backlog.clamp(1, i64::from(i32::MAX))).unwrap_or(i32::MAX),
+            backlog: item(dict, "backlog")?,
             graceful_timeout: seconds(dict, "graceful_timeout")?,
             // -- static files, internal redirects and autoreload (issue 14) --
             static_map: mounts(dict, "static_map")?,

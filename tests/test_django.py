@@ -533,3 +533,21 @@ def test_autoreload_picks_up_a_template_change(
     assert "template page v0" in body_of(server, "/page/")[1]
     write(template, template.read_text().replace("template page", "edited template"))
     wait_until(lambda: "edited template v0" in body_of(server, "/page/")[1], RELOAD_WAIT)
+
+
+def test_environment_options_apply_below_the_command_line(
+    start_server: ServerFactory, data: Path
+) -> None:
+    """RWSGI_<NAME> variables set rwsgi_serve's options as they set the CLI's,
+    above the command's own defaults (4 threads) and below its flags."""
+    server = serve(
+        start_server,
+        PROJECT,
+        data,
+        "--noreload",
+        "--backlog",
+        "64",
+        env={"RWSGI_THREADS": "2", "RWSGI_BACKLOG": "99"},
+    )
+    assert "1 worker x 2 threads" in server.stdout()
+    assert "backlog 64" in server.logs()

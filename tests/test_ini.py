@@ -270,7 +270,7 @@ class IniServer(Rwsgi):
 
 @pytest.fixture
 def ini_env() -> dict[str, str]:
-    return {"RWSGI_INI_TMP": short_tmpdir(), "RWSGI_INI_VENV": sys.prefix}
+    return {"INI_TEST_TMP": short_tmpdir(), "INI_TEST_VENV": sys.prefix}
 
 
 @pytest.fixture
@@ -285,7 +285,7 @@ def serve_ini(start_server: ServerFactory, ini_env: dict[str, str]):  # type: ig
 
 
 def test_classic_django_file_serves_on_its_uwsgi_socket(serve_ini, ini_env) -> None:  # type: ignore[no-untyped-def]
-    base = Path(ini_env["RWSGI_INI_TMP"])
+    base = Path(ini_env["INI_TEST_TMP"])
     package = base / "mysite" / "mysite"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
@@ -326,12 +326,12 @@ def test_django_file_with_home_and_env(serve_ini) -> None:  # type: ignore[no-un
 def test_file_with_magic_variables(serve_ini, ini_env) -> None:  # type: ignore[no-untyped-def]
     server = serve_ini("--ini", str(INI_DIR / "magic.ini"))
     assert server.get("/").body == b"magic"
-    pidfile = Path(ini_env["RWSGI_INI_TMP"]) / "magic.pid"
+    pidfile = Path(ini_env["INI_TEST_TMP"]) / "magic.pid"
     assert pidfile.read_text().strip() == str(server.pid)
 
 
 def test_file_with_static_map_and_expires(serve_ini, ini_env) -> None:  # type: ignore[no-untyped-def]
-    (Path(ini_env["RWSGI_INI_TMP"]) / "upload.txt").write_text("uploaded")
+    (Path(ini_env["INI_TEST_TMP"]) / "upload.txt").write_text("uploaded")
     server = serve_ini("--ini", str(INI_DIR / "static.ini"))
     response = server.get("/static/hello.txt")
     assert response.status == 200 and response.body == b"static hello\n"
@@ -341,7 +341,7 @@ def test_file_with_static_map_and_expires(serve_ini, ini_env) -> None:  # type: 
 
 
 def test_file_with_stats_and_logto(start_server: ServerFactory, ini_env) -> None:  # type: ignore[no-untyped-def]
-    log = Path(ini_env["RWSGI_INI_TMP"]) / "stats_logto.log"
+    log = Path(ini_env["INI_TEST_TMP"]) / "stats_logto.log"
     server = IniServer(
         "--ini", str(INI_DIR / "stats_logto.ini"), listeners=0, workers=0, env=ini_env
     )
@@ -380,3 +380,20 @@ def test_command_line_wins_over_the_file(serve_ini) -> None:  # type: ignore[no-
         "127.0.0.1:0",
     )
     assert server.get("/hello").body == b"hello"
+
+
+def test_print_config_names_the_ini_lines(ini_env) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "rwsgi", "--ini", str(INI_DIR / "flask.ini"), "--print-config"],
+        capture_output=True,
+        text=True,
+        cwd=TESTS_DIR,
+        env={**os.environ, **ini_env, "PYTHONPATH": ""},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "flask.ini:9)" in done.stdout  # threads = 2
+    assert "flask.ini:4)" in done.stdout  # module = apps.core

@@ -35,3 +35,30 @@ def test_booleans_as_ini_files_write_them(text: str, value: bool) -> None:
 def test_a_boolean_that_is_none_of_those_is_refused() -> None:
     with pytest.raises(ValueError, match="not a boolean"):
         text_bool("maybe")
+
+
+# Options the Python side alone applies (before the app is imported).
+PYTHON_ONLY = {"chdir", "pythonpath"}
+
+
+def test_the_rust_config_reads_exactly_the_tables_options() -> None:
+    """src/config.rs reads each option by name from the normalized dict: it must
+    read every option the table defines (bar PYTHON_ONLY) and no other name."""
+    import re
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parent.parent / "src" / "config.rs").read_text()
+    read = set(re.findall(r'\(dict, "([a-z_]+)"\)', source))
+    read |= set(re.findall(r'\("([a-z_]+)", ListenerProtocol', source))
+    assert read == {option.name for option in OPTIONS} - PYTHON_ONLY
+
+
+def test_the_readmes_option_table_is_the_tables() -> None:
+    from pathlib import Path
+
+    from rwsgi.options import markdown_table
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    begin = readme.index("-->\n", readme.index("<!-- options table:")) + 4
+    end = readme.index("<!-- end of options table -->")
+    assert readme[begin:end] == markdown_table(), "regenerate it: python python/rwsgi/options.py"

@@ -7,7 +7,7 @@ import os
 import re
 import sys
 
-from rwsgi import _rwsgi
+from rwsgi import _rwsgi, sources
 from rwsgi.loader import load_app, prepare_import_path
 from rwsgi.options import OPTIONS, Option, OptionError, normalize
 
@@ -22,30 +22,29 @@ __all__ = ["add_server_options", "build_parser", "cli_message", "main", "options
 _BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
 
 
+def _flag_names(names: tuple[str, ...]) -> list[str]:
+    return [f"-{name}" if len(name) == 1 else "--" + name.replace("_", "-") for name in names]
+
+
 def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
-    names = [option.cli]
-    for alias in option.aliases:
-        names.append(f"-{alias}" if len(alias) == 1 else "--" + alias.replace("_", "-"))
+    names = [option.cli, *_flag_names(option.aliases)]
     if option.flag:
         group = parser.add_mutually_exclusive_group()
         group.add_argument(
             *names, dest=option.name, action="store_true", default=None, help=option.help
         )
-        if option.name == "preload":
+        if option.negation is not None:
+            negations, help_text = option.negation
             group.add_argument(
-                "--lazy",
-                "--lazy-apps",
-                dest=option.name,
-                action="store_false",
-                help="load the app in each worker after forking instead of in the master",
+                *_flag_names(negations), dest=option.name, action="store_false", help=help_text
             )
         return
-    if option.name == "chmod_socket":
+    if option.bare is not None:
         parser.add_argument(
             *names,
             dest=option.name,
             nargs="?",
-            const="666",
+            const=option.bare,
             default=None,
             metavar=option.metavar,
             help=option.help,
@@ -76,6 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="the WSGI callable to serve; MODULE alone means MODULE:application",
     )
     parser.add_argument("--version", action="version", version=f"rwsgi {_rwsgi.__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="read options from this TOML file (default: ./rwsgi.toml, else [tool.rwsgi] of "
+        "the project's pyproject.toml; 'none' reads no file); the environment (RWSGI_<NAME>) "
+        "overrides it and the command line overrides both",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved options and where each came from, then exit",
+    )
     parser.add_argument(
         "--ini",
         metavar="FILE[:SECTION]",
@@ -120,22 +131,29 @@ def main(argv: list[str] | None = None) -> int:
     """Run the server from command-line arguments; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    origins: dict[str, str] = {}
     try:
-        given = {**_apply_ini(args), **options_from_args(args)}
-    except OptionError as error:
-        parser.error(str(error))
-    if not args.app:
-        parser.error("the app to serve is required, e.g. rwsgi mysite.wsgi:application")
-    try:
-        config = normalize(given)
+        sourced, unknown_env = _layered_sources(args)
+        origins = {name: origin for name, (_, origin) in sourced.items()}
+        app = sourced.pop(sources.APP_KEY, (None, ""))[0]
+        if app is not None and not isinstance(app, str):
+            raise OptionError(f"app must be a string such as 'mysite.wsgi', not {app!r}")
+        config = normalize({name: value for name, (value, _) in sourced.items()})
     except (OptionError, TypeError) as error:
-        parser.error(cli_message(str(error)))
+        parser.error(_located(str(error), origins))
+    if args.print_config:
+        print(sources.describe(config, origins, app))
+        for variable in unknown_env:
+            print(f"# ignored: {variable} names no option")
+        return 0
+    if not app:
+        parser.error("the app to serve is required, e.g. rwsgi mysite.wsgi:application")
     if args.ini_logto:
         from rwsgi.ini import redirect_stderr
 
         redirect_stderr(args.ini_logto)
     prepare_import_path(config["chdir"], config["pythonpath"])
-    spec: str = args.app
+    spec: str = app
     load: Callable[[], Callable[..., Any]] = lambda: load_app(spec)  # noqa: E731
     if config["autoreload"]:
         from rwsgi.autoreload import load_for_development
@@ -151,12 +169,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _apply_ini(args: argparse.Namespace) -> dict[str, object]:
-    """The options of ``--ini FILE[:SECTION]``, to be overridden by the flags.
+def _layered_sources(args: argparse.Namespace) -> tuple[sources.Sourced, list[str]]:
+    """The options from every source (see ``sources.gather``), over ``--ini``'s."""
+    cli = {name: (value, "cli") for name, value in options_from_args(args).items()}
+    if args.app:
+        cli[sources.APP_KEY] = (args.app, "cli")
+    gathered, unknown = sources.gather(cli, args.config)
+    return sources.layer(_apply_ini(args), gathered), unknown
 
-    Prints its notes, sets its ``env`` entries and, when no app is given on
-    the command line, takes the file's; ``args.ini_logto`` is where stderr
-    goes once the merged config is valid.
+
+def _apply_ini(args: argparse.Namespace) -> sources.Sourced:
+    """The options (and app) of ``--ini FILE[:SECTION]``, each with its FILE:LINE.
+
+    Prints the file's notes and sets its ``env`` entries (before the app is
+    loaded, as uWSGI does); ``args.ini_logto`` is where stderr goes once the
+    merged config is valid.
     """
     args.ini_logto = None
     if not args.ini:
@@ -168,9 +195,19 @@ def _apply_ini(args: argparse.Namespace) -> dict[str, object]:
         print(f"rwsgi: ini {note}", file=sys.stderr)
     for key, value in ini.env:
         os.environ[key] = value
-    args.app = args.app or ini.app
     args.ini_logto = ini.logto
-    return ini.options
+    found = {name: (value, ini.origins.get(name, ini.path)) for name, value in ini.options.items()}
+    if ini.app is not None:
+        found[sources.APP_KEY] = (ini.app, ini.origins.get(sources.APP_KEY, ini.path))
+    return found
+
+
+def _located(message: str, origins: dict[str, str]) -> str:
+    """An option error, prefixed with where a file or the environment set the
+    value (``rwsgi.toml:3: workers ...``); a command-line one names its flag."""
+    name = re.split(r"[^a-z_]", message, maxsplit=1)[0]
+    origin = origins.get(name, "cli")
+    return cli_message(message) if origin == "cli" else f"{origin}: {message}"
 
 
 def cli_message(message: str) -> str:

@@ -42,6 +42,8 @@ class IniConfig:
         self.section = section
         self.options: dict[str, object] = {}
         """Option name -> value as ``Option.from_text`` gave it (lists for repeatable ones)."""
+        self.origins: dict[str, str] = {}
+        """Option name (and ``app``) -> ``FILE:LINE`` of the line that set it last."""
         self.app: str | None = None
         """``MODULE:CALLABLE`` from ``module``/``callable``/``wsgi-file``, if any."""
         self.env: list[tuple[str, str]] = []
@@ -138,6 +140,7 @@ class _Reader:
                 option.check(name, [value] if option.repeatable else value)
         except (OptionError, TypeError) as error:
             raise self.error(line, str(error)) from None
+        self.result.origins[name] = f"{self.result.path}:{line.lineno}"
         if option.repeatable:
             current = self.result.options.setdefault(name, [])
             assert isinstance(current, list)
@@ -157,6 +160,7 @@ class _Reader:
                 raise self.error(line, f"{path!r} is not a file")
             folder, name = os.path.split(path)
             pythonpath = result.options.setdefault("pythonpath", [])
+            result.origins.setdefault("pythonpath", f"{result.path}:{line.lineno}")
             assert isinstance(pythonpath, list)
             pythonpath.insert(0, folder)
             result.app = f"{os.path.splitext(name)[0]}:{self.callable or 'application'}"
@@ -207,6 +211,7 @@ _UNHONOURED = "cannot be honoured by rwsgi, ignored: "
 
 def _module(reader: _Reader, line: _Line, value: str) -> None:
     reader.module = value.strip()
+    reader.result.origins["app"] = f"{reader.result.path}:{line.lineno}"
 
 
 def _callable(reader: _Reader, line: _Line, value: str) -> None:
@@ -215,6 +220,7 @@ def _callable(reader: _Reader, line: _Line, value: str) -> None:
 
 def _wsgi_file(reader: _Reader, line: _Line, value: str) -> None:
     reader.wsgi_file = (value.strip(), line)
+    reader.result.origins["app"] = f"{reader.result.path}:{line.lineno}"
 
 
 def _chmod(reader: _Reader, line: _Line, value: str) -> None:
@@ -285,6 +291,7 @@ def _expires(reader: _Reader, line: _Line, value: str) -> None:
 def _lazy(reader: _Reader, line: _Line, value: str) -> None:
     if _is_true(reader, line, value):
         reader.result.options["preload"] = False
+        reader.result.origins["preload"] = f"{reader.result.path}:{line.lineno}"
 
 
 _KEYS: dict[str, Handler] = {

@@ -31,6 +31,15 @@ def _positive_int(name: str, value: object) -> int:
     return value
 
 
+def _backlog(name: str, value: object) -> int:
+    """A listen queue length: at least 1, at most what listen(2) takes (the
+    kernel then caps it at net.core.somaxconn)."""
+    value = _positive_int(name, value)
+    if value > 2**31 - 1:
+        raise OptionError(f"{name} must be at most 2147483647, got {value}")
+    return value
+
+
 def _non_negative_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
@@ -337,6 +346,7 @@ def text_bool(text: str) -> bool:
 # itself (not its name: renaming a validator must not change an option's type).
 _FROM_TEXT: dict[Callable[[str, object], Any], Callable[[str], Any]] = {
     _positive_int: int,
+    _backlog: int,
     _non_negative_int: int,
     _non_negative_seconds: float,
     _optional_whole_seconds: int,
@@ -349,12 +359,15 @@ class Option:
 
     __slots__ = (
         "aliases",
+        "bare",
         "check",
         "default",
+        "django",
         "flag",
         "help",
         "metavar",
         "name",
+        "negation",
         "repeatable",
         "text",
     )
@@ -369,6 +382,9 @@ class Option:
         repeatable: bool = False,
         flag: bool = False,
         aliases: tuple[str, ...] = (),
+        negation: tuple[tuple[str, ...], str] | None = None,
+        bare: str | None = None,
+        django: bool = True,
     ) -> None:
         self.name = name
         self.check = check
@@ -378,6 +394,12 @@ class Option:
         self.repeatable = repeatable
         self.flag = flag
         self.aliases = aliases
+        self.negation = negation
+        """For a flag: the CLI names that turn it off, and their help (``--lazy``)."""
+        self.bare = bare
+        """The value of the flag given without one (``--chmod-socket`` alone: 666)."""
+        self.django = django
+        """Whether ``manage.py rwsgi_serve`` takes it (``--http`` is its addrport)."""
         self.text: Callable[[str], Any] = _FROM_TEXT.get(check, str)
         """Turns one value written as text (a CLI argument, an ini or environment
         value) into what ``check`` takes."""
@@ -409,6 +431,7 @@ OPTIONS: tuple[Option, ...] = (
         metavar="ADDR:PORT",
         repeatable=True,
         aliases=("bind", "b"),
+        django=False,
     ),
     Option(
         "http_socket",
@@ -434,6 +457,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "permissions of the unix sockets created (octal; the flag alone means 666)",
         metavar="MODE",
+        bare="666",
     ),
     Option(
         "chown_socket",
@@ -468,7 +492,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "backlog",
-        _positive_int,
+        _backlog,
         1024,
         "listen queue length of each socket (uWSGI's 100 drops connections under load)",
         metavar="N",
@@ -700,6 +724,7 @@ OPTIONS: tuple[Option, ...] = (
         "add a directory to sys.path (repeatable)",
         metavar="DIR",
         repeatable=True,
+        django=False,
     ),
     Option(
         "preload",
@@ -708,6 +733,10 @@ OPTIONS: tuple[Option, ...] = (
         "load the app once per code generation before forking the workers (--lazy loads it "
         "in each worker)",
         flag=True,
+        negation=(
+            ("lazy", "lazy_apps"),
+            "load the app in each worker after forking instead of in the master",
+        ),
     ),
 )
 
@@ -762,3 +791,37 @@ def _check_uwsgi_exposure(config: dict[str, Any]) -> None:
                 "connect with --uwsgi-allow-from (e.g. --uwsgi-allow-from 10.0.0.5), or bind "
                 "127.0.0.1 or a unix socket"
             )
+
+
+def markdown_table() -> str:
+    """The README's option table, made from ``OPTIONS`` (a test keeps the
+    README's copy current: ``python python/rwsgi/options.py`` prints it)."""
+
+    def flags(option: Option) -> str:
+        names = [option.cli + (f" {option.metavar}" if option.metavar else "")]
+        names += ["--" + alias.replace("_", "-") for alias in option.aliases if len(alias) > 1]
+        if option.negation is not None:
+            names += ["--" + name.replace("_", "-") for name in option.negation[0]]
+        return ", ".join(f"`{name}`" for name in names)
+
+    def default(option: Option) -> str:
+        value = option.default
+        if value in (None, []):
+            return "—"
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return f"{value:,}" if isinstance(value, int) else str(value)
+
+    rows = ["| option | default | meaning |", "|---|---|---|"]
+
+    def meaning(option: Option) -> str:
+        return option.help.replace("|", "\\|")
+
+    rows += [f"| {flags(option)} | {default(option)} | {meaning(option)} |" for option in OPTIONS]
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

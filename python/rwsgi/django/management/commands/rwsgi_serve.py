@@ -31,10 +31,11 @@ from django.db import connections
 from rwsgi import __version__
 from rwsgi.cli import add_server_options, cli_message, options_from_args
 from rwsgi.django._serve import exec_server, friendly_os_error
-from rwsgi.options import OptionError, normalize
+from rwsgi.options import OPTIONS, OptionError, normalize
 
-# addrport is the HTTP listener; Django's own --pythonpath is already in sys.path.
-SKIPPED_OPTIONS = frozenset({"http", "pythonpath"})
+# The table says which options the command leaves out: --http is addrport,
+# and Django's own --pythonpath is already in sys.path.
+SKIPPED_OPTIONS = frozenset(option.name for option in OPTIONS if not option.django)
 DEFAULT_THREADS = 4  # runserver threads by default; --nothreading is 1
 DEVELOPMENT_AUTORELOAD = 1.0
 
@@ -160,7 +161,9 @@ class Command(BaseCommand):
             )
         address = parse_addrport(options["addrport"], options["use_ipv6"])
         development = bool(settings.DEBUG) and options["use_reloader"]
-        given = options_from_args(argparse.Namespace(**options), skip=SKIPPED_OPTIONS)
+        given = self._sourced(
+            options_from_args(argparse.Namespace(**options), skip=SKIPPED_OPTIONS)
+        )
         if not options["use_threading"]:
             given.setdefault("threads", 1)
         given.setdefault("threads", DEFAULT_THREADS)
@@ -199,6 +202,18 @@ class Command(BaseCommand):
         given["http"] = [address._replace(port=port).option]
         self._banner(address.url(port), development, config, notes)
         exec_server(app, given)
+
+    def _sourced(self, cli: dict[str, Any]) -> dict[str, Any]:
+        """The command line over RWSGI_<NAME> variables over rwsgi.toml or
+        [tool.rwsgi] (found from the current folder), as for ``rwsgi``."""
+        from rwsgi import sources
+
+        try:
+            merged, _ = sources.gather({name: (value, "cli") for name, value in cli.items()})
+        except OptionError as error:
+            raise CommandError(str(error)) from None
+        merged.pop(sources.APP_KEY, None)  # the app is WSGI_APPLICATION
+        return {name: value for name, (value, _) in merged.items() if name not in SKIPPED_OPTIONS}
 
     def _validate(self, given: dict[str, Any]) -> dict[str, Any]:
         """The options checked by the table now, so a bad one stops us before the banner."""
