@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
@@ -86,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the resolved options and where each came from, then exit",
     )
+    parser.add_argument(
+        "--ini",
+        metavar="FILE[:SECTION]",
+        help="read the [uwsgi] (or SECTION) section of a uWSGI ini file; flags given here win",
+    )
+    parser.add_argument(
+        "--ini-lenient",
+        action="store_true",
+        help="with --ini, skip unknown uWSGI keys with a note instead of refusing them",
+    )
     add_server_options(parser)
     return parser
 
@@ -142,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not app:
         parser.error("the app to serve is required, e.g. rwsgi mysite.wsgi:application")
+    if args.ini_logto:
+        from rwsgi.ini import redirect_stderr
+
+        redirect_stderr(args.ini_logto)
     prepare_import_path(config["chdir"], config["pythonpath"])
     spec: str = app
     load: Callable[[], Callable[..., Any]] = lambda: load_app(spec)  # noqa: E731
@@ -160,11 +175,36 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _layered_sources(args: argparse.Namespace) -> tuple[sources.Sourced, list[str]]:
-    """The options from every source (see ``sources.gather``)."""
+    """The options from every source (see ``sources.gather``), over ``--ini``'s."""
     cli = {name: (value, "cli") for name, value in options_from_args(args).items()}
     if args.app:
         cli[sources.APP_KEY] = (args.app, "cli")
-    return sources.gather(cli, args.config)
+    gathered, unknown = sources.gather(cli, args.config)
+    return sources.layer(_apply_ini(args), gathered), unknown
+
+
+def _apply_ini(args: argparse.Namespace) -> sources.Sourced:
+    """The options (and app) of ``--ini FILE[:SECTION]``, each with its FILE:LINE.
+
+    Prints the file's notes and sets its ``env`` entries (before the app is
+    loaded, as uWSGI does); ``args.ini_logto`` is where stderr goes once the
+    merged config is valid.
+    """
+    args.ini_logto = None
+    if not args.ini:
+        return {}
+    from rwsgi.ini import read_ini, split_spec
+
+    ini = read_ini(*split_spec(args.ini), lenient=args.ini_lenient)
+    for note in ini.notes:
+        print(f"rwsgi: ini {note}", file=sys.stderr)
+    for key, value in ini.env:
+        os.environ[key] = value
+    args.ini_logto = ini.logto
+    found = {name: (value, ini.origins.get(name, ini.path)) for name, value in ini.options.items()}
+    if ini.app is not None:
+        found[sources.APP_KEY] = (ini.app, ini.origins.get(sources.APP_KEY, ini.path))
+    return found
 
 
 def _located(message: str, origins: dict[str, str]) -> str:
