@@ -175,11 +175,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _layered_sources(args: argparse.Namespace) -> tuple[sources.Sourced, list[str]]:
-    """The options from every source (see ``sources.gather``), over ``--ini``'s."""
+    """The options from every source (see ``sources.gather``). ``--ini`` is the
+    config file then: rwsgi.toml and pyproject.toml are not looked for (an
+    explicit ``--config`` still layers above it)."""
     cli = {name: (value, "cli") for name, value in options_from_args(args).items()}
     if args.app:
         cli[sources.APP_KEY] = (args.app, "cli")
-    gathered, unknown = sources.gather(cli, args.config)
+    config = args.config if args.config or not args.ini else "none"
+    gathered, unknown = sources.gather(cli, config)
     return sources.layer(_apply_ini(args), gathered), unknown
 
 

@@ -224,7 +224,7 @@ def _wsgi_file(reader: _Reader, line: _Line, value: str) -> None:
 
 
 def _chmod(reader: _Reader, line: _Line, value: str) -> None:
-    reader.set(line, "chmod_socket", value.strip() or "666")
+    reader.set(line, "chmod_socket", value.strip() or _BY_NAME["chmod_socket"].bare or "666")
 
 
 def _env(reader: _Reader, line: _Line, value: str) -> None:
