@@ -1,6 +1,6 @@
 """The wheel as users get it, and ``rwsgi bundle`` installed with no network.
 
-One wheel is built per session (``maturin build --release``: the same
+One wheel is built per session (``pip wheel . -w DIR``: the same
 build the release workflow runs) and shared: its tag, the libraries its
 extension needs and its contents are inspected; then a bundle made from it
 installs into a fresh venv with ``--no-index`` and serves a request from
@@ -46,9 +46,9 @@ MANYLINUX_LIBS = {
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """rwsgi's wheel, built once from this checkout."""
     out = tmp_path_factory.mktemp("wheel")
-    maturin = shutil.which("maturin", path=str(Path(sys.executable).parent)) or "maturin"
+    # The issue's own command: a plain PEP 517 build must give the manylinux wheel.
     subprocess.run(
-        [maturin, "build", "--release", "--quiet", "-o", str(out)],
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "-w", str(out), "--no-deps", "-q"],
         cwd=ROOT,
         check=True,
         stdout=subprocess.DEVNULL,
