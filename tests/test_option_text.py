@@ -62,3 +62,8 @@ def test_the_readmes_option_table_is_the_tables() -> None:
     begin = readme.index("-->\n", readme.index("<!-- options table:")) + 4
     end = readme.index("<!-- end of options table -->")
     assert readme[begin:end] == markdown_table(), "regenerate it: python python/rwsgi/options.py"
+
+
+def test_no_two_options_claim_one_ini_key() -> None:
+    keys = [key for option in OPTIONS for key in option.ini]
+    assert len(keys) == len(set(keys))

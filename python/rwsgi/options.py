@@ -365,6 +365,7 @@ class Option:
         "django",
         "flag",
         "help",
+        "ini",
         "metavar",
         "name",
         "negation",
@@ -385,6 +386,7 @@ class Option:
         negation: tuple[tuple[str, ...], str] | None = None,
         bare: str | None = None,
         django: bool = True,
+        ini: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.check = check
@@ -400,6 +402,9 @@ class Option:
         """The value of the flag given without one (``--chmod-socket`` alone: 666)."""
         self.django = django
         """Whether ``manage.py rwsgi_serve`` takes it (``--http`` is its addrport)."""
+        self.ini = ini
+        """The uWSGI ini keys that set it as they are (``processes``, ``workers``);
+        keys needing more than that have their own handlers in ``rwsgi.ini``."""
         self.text: Callable[[str], Any] = _FROM_TEXT.get(check, str)
         """Turns one value written as text (a CLI argument, an ini or environment
         value) into what ``check`` takes."""
@@ -432,6 +437,7 @@ OPTIONS: tuple[Option, ...] = (
         repeatable=True,
         aliases=("bind", "b"),
         django=False,
+        ini=("http",),
     ),
     Option(
         "http_socket",
@@ -440,6 +446,7 @@ OPTIONS: tuple[Option, ...] = (
         "serve HTTP/1.1 on a unix socket path (or @abstract name) or HOST:PORT (repeatable)",
         metavar="ADDR",
         repeatable=True,
+        ini=("http-socket",),
     ),
     Option(
         "socket",
@@ -450,6 +457,7 @@ OPTIONS: tuple[Option, ...] = (
         metavar="ADDR",
         repeatable=True,
         aliases=("s", "uwsgi_socket"),
+        ini=("socket", "uwsgi-socket"),
     ),
     Option(
         "chmod_socket",
@@ -465,6 +473,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "owner of the unix sockets created: USER, USER:GROUP or :GROUP",
         metavar="USER[:GROUP]",
+        ini=("chown-socket",),
     ),
     Option(
         "uwsgi_allow_from",
@@ -482,6 +491,7 @@ OPTIONS: tuple[Option, ...] = (
         "number of worker processes (one per core is the usual setting)",
         metavar="N",
         aliases=("processes", "w", "p"),
+        ini=("processes", "workers"),
     ),
     Option(
         "threads",
@@ -489,6 +499,7 @@ OPTIONS: tuple[Option, ...] = (
         1,
         "Python threads per worker: app calls that can run at once in one worker",
         metavar="N",
+        ini=("threads",),
     ),
     Option(
         "backlog",
@@ -497,6 +508,7 @@ OPTIONS: tuple[Option, ...] = (
         "listen queue length of each socket (uWSGI's 100 drops connections under load)",
         metavar="N",
         aliases=("listen",),
+        ini=("listen",),
     ),
     Option(
         "graceful_timeout",
@@ -504,6 +516,7 @@ OPTIONS: tuple[Option, ...] = (
         30.0,
         "seconds in-flight requests get to finish on SIGTERM/SIGINT before workers are killed",
         metavar="SECONDS",
+        ini=("reload-mercy", "worker-reload-mercy"),
     ),
     # -- static files, internal redirects and autoreload (issue 14) --
     Option(
@@ -514,6 +527,7 @@ OPTIONS: tuple[Option, ...] = (
         "a prefix given again is searched next); a missing file goes on to the app",
         metavar="PREFIX=DIR",
         repeatable=True,
+        ini=("static-map",),
     ),
     Option(
         "static_expires",
@@ -555,6 +569,7 @@ OPTIONS: tuple[Option, ...] = (
         "reload when one changed (0: off); implies loading in the loader, not --lazy",
         metavar="SECONDS",
         aliases=("py_autoreload",),
+        ini=("py-autoreload",),
     ),
     # -- the access log (issue 14's runserver lines; issue 16 extends it) --
     Option(
@@ -581,6 +596,7 @@ OPTIONS: tuple[Option, ...] = (
         "and rwsgi.RequestTimeout is raised in its thread; 0 turns it off",
         metavar="SECONDS",
         aliases=("timeout",),
+        ini=("harakiri",),
     ),
     Option(
         "harakiri_grace",
@@ -598,6 +614,7 @@ OPTIONS: tuple[Option, ...] = (
         "write the master's pid to this file once listening (removed at exit; refused if "
         "another running rwsgi holds it)",
         metavar="PATH",
+        ini=("pidfile", "safe-pidfile"),
     ),
     # -- connection timeouts, draining and readiness (issue 13, connection side) --
     Option(
@@ -645,6 +662,7 @@ OPTIONS: tuple[Option, ...] = (
         "largest request body accepted, in bytes (larger gets 413)",
         metavar="BYTES",
         aliases=("limit_post",),
+        ini=("limit-post",),
     ),
     Option(
         "post_buffering",
@@ -653,6 +671,7 @@ OPTIONS: tuple[Option, ...] = (
         "request bodies larger than this many bytes are spooled to an unnamed file in "
         "--spool-dir instead of memory (0 spools every body)",
         metavar="BYTES",
+        ini=("post-buffering",),
     ),
     Option(
         "spool_dir",
@@ -670,6 +689,7 @@ OPTIONS: tuple[Option, ...] = (
         "replace a worker after it has served this many requests (0: never); its "
         "replacement accepts before it stops",
         metavar="N",
+        ini=("max-requests",),
     ),
     Option(
         "max_requests_jitter",
@@ -678,6 +698,7 @@ OPTIONS: tuple[Option, ...] = (
         "add a random 0..N to each worker's --max-requests so they are not all due together",
         metavar="N",
         aliases=("max_requests_delta",),
+        ini=("max-requests-delta",),
     ),
     Option(
         "max_lifetime",
@@ -686,6 +707,7 @@ OPTIONS: tuple[Option, ...] = (
         "replace a worker after it has run this many seconds (0: never)",
         metavar="SECONDS",
         aliases=("max_worker_lifetime",),
+        ini=("max-worker-lifetime",),
     ),
     Option(
         "max_lifetime_jitter",
@@ -701,6 +723,7 @@ OPTIONS: tuple[Option, ...] = (
         "replace a worker whose resident memory passes this many MiB, sampled after "
         "each request and every second (0: never)",
         metavar="MB",
+        ini=("reload-on-rss",),
     ),
     Option(
         "health_drain_delay",
@@ -716,6 +739,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "change to this directory before loading the app",
         metavar="DIR",
+        ini=("chdir",),
     ),
     Option(
         "pythonpath",
@@ -725,6 +749,7 @@ OPTIONS: tuple[Option, ...] = (
         metavar="DIR",
         repeatable=True,
         django=False,
+        ini=("pythonpath", "python-path", "pp"),
     ),
     Option(
         "preload",
@@ -814,12 +839,17 @@ def markdown_table() -> str:
             value = int(value)
         return f"{value:,}" if isinstance(value, int) else str(value)
 
-    rows = ["| option | default | meaning |", "|---|---|---|"]
-
     def meaning(option: Option) -> str:
         return option.help.replace("|", "\\|")
 
-    rows += [f"| {flags(option)} | {default(option)} | {meaning(option)} |" for option in OPTIONS]
+    def ini(option: Option) -> str:
+        return ", ".join(f"`{key}`" for key in option.ini) or "—"
+
+    rows = ["| option | default | meaning | uwsgi.ini |", "|---|---|---|---|"]
+    rows += [
+        f"| {flags(option)} | {default(option)} | {meaning(option)} | {ini(option)} |"
+        for option in OPTIONS
+    ]
     return "\n".join(rows) + "\n"
 
 
