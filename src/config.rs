@@ -119,6 +119,8 @@ pub(crate) struct Config {
     pub internal_map: Vec<Mount>,
     /// `--autoreload`: how often the loader looks for changed sources (zero: never).
     pub autoreload: Duration,
+    /// `--touch-reload`: files whose modification reloads the code (uWSGI's touch-reload).
+    pub touch_reload: Vec<String>,
     /// `--access-log`: `-` or a file (`None`: off).
     pub access_log: Option<String>,
     /// `--access-log-format`.
@@ -323,6 +325,7 @@ impl Config {
             static_confine: item(dict, "static_confine")?,
             internal_map: mounts(dict, "internal_map")?,
             autoreload: seconds(dict, "autoreload")?,
+            touch_reload: item(dict, "touch_reload")?,
             access_log: item(dict, "access_log")?,
             access_log_format: {
                 let name: String = item(dict, "access_log_format")?;

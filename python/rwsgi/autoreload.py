@@ -50,9 +50,13 @@ class Watcher:
     run with the GIL held between two polls.
     """
 
-    def __init__(self) -> None:
-        self._django = _django_reloader()
-        self._mtimes: dict[str, float] = dict(self._snapshot())
+    def __init__(self, sources: bool = True, touch: Iterable[str] = ()) -> None:
+        """``sources``: watch the app's files (``--autoreload``); ``touch``:
+        files whose modification (or creation) reloads (``--touch-reload``)."""
+        self._sources = sources
+        self._django = _django_reloader() if sources else None
+        self._mtimes: dict[str, float] = dict(self._snapshot()) if sources else {}
+        self._touch: dict[str, float | None] = {path: _mtime(path) for path in touch}
 
     @property
     def uses_django(self) -> bool:
@@ -68,6 +72,13 @@ class Watcher:
         baseline), or None. A file first seen now is not a change (as Django's
         StatReloader); a file that vanished is not one either."""
         found: str | None = None
+        for path, before in self._touch.items():
+            now = _mtime(path)
+            self._touch[path] = now
+            if found is None and now is not None and now != before:
+                found = path
+        if not self._sources:
+            return found
         for path, mtime in self._snapshot():
             previous = self._mtimes.get(path)
             self._mtimes[path] = mtime
@@ -91,6 +102,13 @@ class Watcher:
             except (OSError, ValueError):  # removed, or a NUL in a strange path
                 continue
             yield path, mtime
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except (OSError, ValueError):
+        return None
 
 
 def _module_files() -> list[str]:

@@ -305,6 +305,11 @@ def parse_mounts(name: str, value: object) -> list[str]:
     return result
 
 
+def _absolute_paths(name: str, value: object) -> list[str]:
+    """File paths, made absolute before --chdir applies (they need not exist yet)."""
+    return [os.path.abspath(path) for path in _string_list(name, value)]
+
+
 def _optional_whole_seconds(name: str, value: object) -> int | None:
     if value is None:
         return None
@@ -570,6 +575,16 @@ OPTIONS: tuple[Option, ...] = (
         metavar="SECONDS",
         aliases=("py_autoreload",),
         ini=("py-autoreload",),
+    ),
+    Option(
+        "touch_reload",
+        _absolute_paths,
+        [],
+        "reload the code, as SIGHUP does, when one of these files is touched (its "
+        "modification time changes; checked every second; repeatable)",
+        metavar="FILE",
+        repeatable=True,
+        ini=("touch-reload",),
     ),
     # -- the access log (issue 14's runserver lines; issue 16 extends it) --
     Option(

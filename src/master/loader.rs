@@ -243,7 +243,7 @@ pub(crate) fn run(py: Python<'_>, mut context: LoaderContext<'_>, link: UnixStre
     loop {
         if let Some(watching) = &watcher {
             if orders.buffer().is_empty()
-                && !py.detach(|| readable_within(link_fd, context.config.autoreload))
+                && !py.detach(|| readable_within(link_fd, watch_interval(context.config)))
             {
                 if let Some(path) = changed(py, watching) {
                     log::info(&format!("autoreload: {path} changed, reloading"));
@@ -271,21 +271,34 @@ pub(crate) fn run(py: Python<'_>, mut context: LoaderContext<'_>, link: UnixStre
     }
 }
 
-/// The `--autoreload` watcher (`None` when off, or when it cannot be built:
-/// the server then serves on without watching, and says so).
-fn watch(py: Python<'_>, config: &Config) -> Option<Py<PyAny>> {
+/// How often the loader looks at `--touch-reload` files when `--autoreload` is off.
+const TOUCH_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How often the watcher is asked.
+fn watch_interval(config: &Config) -> std::time::Duration {
     if config.autoreload.is_zero() {
+        TOUCH_POLL
+    } else {
+        config.autoreload
+    }
+}
+
+/// The watcher of `--autoreload` (the app's sources) and `--touch-reload`
+/// (named files): `None` when both are off, or when it cannot be built
+/// (the server then serves on without watching, and says so).
+fn watch(py: Python<'_>, config: &Config) -> Option<Py<PyAny>> {
+    if config.autoreload.is_zero() && config.touch_reload.is_empty() {
         return None;
     }
     match py
         .import("rwsgi.autoreload")
         .and_then(|module| module.getattr("Watcher"))
-        .and_then(|watcher| watcher.call0())
+        .and_then(|watcher| watcher.call1((!config.autoreload.is_zero(), &config.touch_reload)))
     {
         Ok(watcher) => Some(watcher.unbind()),
         Err(error) => {
             error.print(py);
-            log::error("autoreload: cannot watch the source files; serving without reloading");
+            log::error("autoreload: cannot watch the files; serving without reloading");
             None
         }
     }

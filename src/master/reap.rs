@@ -28,7 +28,7 @@ impl Arbiter {
             }
         }
         if changed && self.stopping.is_none() {
-            self.begin_reload("a source file changed (--autoreload)");
+            self.begin_reload("a watched file changed (--autoreload, --touch-reload)");
         }
         for (entry, errno) in failed {
             let error = std::io::Error::from_raw_os_error(errno);
