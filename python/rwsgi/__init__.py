@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 
 from rwsgi import _rwsgi
 from rwsgi._rwsgi import RequestTimeout
-from rwsgi.loader import AppLoadError, load_app, prepare_import_path
+from rwsgi.loader import AppLoadError, prepare_import_path, serve_spec
 from rwsgi.options import OPTIONS, OptionError, normalize, parse_mounts
 
 TYPE_CHECKING = False
@@ -50,16 +50,10 @@ def serve(app: Callable[..., Any] | str, **options: Any) -> None:
             *parse_mounts("static", static),
         ]
     config = normalize(options)
-    prepare_import_path(config["chdir"], config["pythonpath"])
     if isinstance(app, str):
-        label = app
-        load: Callable[[], Callable[..., Any]] = lambda: load_app(label)  # noqa: E731
-        if config["autoreload"]:
-            from rwsgi.autoreload import load_for_development
-
-            load = load_for_development(load)
-        _rwsgi.serve(None, load, label, config)
+        serve_spec(app, config)
         return
+    prepare_import_path(config["chdir"], config["pythonpath"])
     if config["autoreload"]:
         raise OptionError(
             "autoreload: give the app as a 'module:app' string; a callable is already "

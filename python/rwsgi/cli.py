@@ -8,13 +8,13 @@ import re
 import sys
 
 from rwsgi import _rwsgi, sources
-from rwsgi.loader import load_app, prepare_import_path
+from rwsgi.loader import serve_spec
 from rwsgi.options import OPTIONS, Option, OptionError, normalize
 
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:  # typing costs the master ~1 MiB and 15 ms at start-up
-    from collections.abc import Callable, Collection
+    from collections.abc import Collection
     from typing import Any
 
 __all__ = ["add_server_options", "build_parser", "cli_message", "main", "options_from_args"]
@@ -157,17 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         from rwsgi.ini import redirect_stderr
 
         redirect_stderr(args.ini_logto)
-    prepare_import_path(config["chdir"], config["pythonpath"])
-    spec: str = app
-    load: Callable[[], Callable[..., Any]] = lambda: load_app(spec)  # noqa: E731
-    if config["autoreload"]:
-        from rwsgi.autoreload import load_for_development
-
-        load = load_for_development(load)
     try:
-        # Imported by the loader (or each worker with --lazy), never here:
-        # the master stays free of the app's code so SIGHUP can load new code.
-        _rwsgi.serve(None, load, spec, config)
+        serve_spec(app, config)
     except (OSError, RuntimeError, ValueError) as error:
         print(f"rwsgi: {error}", file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the master ~1 MiB and 15 ms at start-up
     from typing import Any
 
-__all__ = ["AppLoadError", "load_app", "prepare_import_path"]
+__all__ = ["AppLoadError", "load_app", "prepare_import_path", "serve_spec"]
 
 
 class AppLoadError(Exception):
@@ -53,3 +53,22 @@ def prepare_import_path(chdir: str | None, pythonpath: list[str]) -> None:
         sys.path.insert(0, os.path.abspath(path))
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+
+
+def serve_spec(spec: str, config: dict[str, Any]) -> None:
+    """Serve the app ``spec`` names with a normalized ``config``: the one path
+    of ``serve("module:app")``, the CLI and the Django command's server.
+
+    The master never imports the app: a loader process does (or each worker
+    with ``--lazy``), so SIGHUP can load new code. With ``autoreload``, an
+    app that fails to import is served as its traceback until fixed.
+    """
+    from rwsgi import _rwsgi
+
+    prepare_import_path(config["chdir"], config["pythonpath"])
+    load: Callable[[], Callable[..., Any]] = lambda: load_app(spec)  # noqa: E731
+    if config["autoreload"]:
+        from rwsgi.autoreload import load_for_development
+
+        load = load_for_development(load)
+    _rwsgi.serve(None, load, spec, config)
