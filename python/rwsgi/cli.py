@@ -27,7 +27,7 @@ def _flag_names(names: tuple[str, ...]) -> list[str]:
 
 
 def _add_option(parser: argparse.ArgumentParser, option: Option) -> None:
-    names = [option.cli, *_flag_names(option.aliases)]
+    names = [option.cli, *_flag_names(option.aliases), *(f"-{letter}" for letter in option.short)]
     if option.flag:
         group = parser.add_mutually_exclusive_group()
         group.add_argument(

@@ -375,6 +375,7 @@ class Option:
         "name",
         "negation",
         "repeatable",
+        "short",
         "text",
     )
 
@@ -392,6 +393,7 @@ class Option:
         bare: str | None = None,
         django: bool = True,
         ini: tuple[str, ...] = (),
+        short: str = "",
     ) -> None:
         self.name = name
         self.check = check
@@ -401,6 +403,9 @@ class Option:
         self.repeatable = repeatable
         self.flag = flag
         self.aliases = aliases
+        """Other long CLI names (often uWSGI's or gunicorn's: ``--processes``, ``--bind``)."""
+        self.short = short
+        """Single-letter CLI flags, one per character (``-w``, ``-p``)."""
         self.negation = negation
         """For a flag: the CLI names that turn it off, and their help (``--lazy``)."""
         self.bare = bare
@@ -440,7 +445,8 @@ OPTIONS: tuple[Option, ...] = (
         "serve HTTP/1.1 on HOST:PORT (repeatable; [::1]:8000 for IPv6; port 0 picks a free one)",
         metavar="ADDR:PORT",
         repeatable=True,
-        aliases=("bind", "b"),
+        aliases=("bind",),
+        short="b",
         django=False,
         ini=("http",),
     ),
@@ -461,7 +467,8 @@ OPTIONS: tuple[Option, ...] = (
         "(or @abstract name) or HOST:PORT (repeatable)",
         metavar="ADDR",
         repeatable=True,
-        aliases=("s", "uwsgi_socket"),
+        aliases=("uwsgi_socket",),
+        short="s",
         ini=("socket", "uwsgi-socket"),
     ),
     Option(
@@ -495,7 +502,8 @@ OPTIONS: tuple[Option, ...] = (
         1,
         "number of worker processes (one per core is the usual setting)",
         metavar="N",
-        aliases=("processes", "w", "p"),
+        aliases=("processes",),
+        short="wp",
         ini=("processes", "workers"),
     ),
     Option(
@@ -839,7 +847,7 @@ def markdown_table() -> str:
 
     def flags(option: Option) -> str:
         names = [option.cli + (f" {option.metavar}" if option.metavar else "")]
-        names += ["--" + alias.replace("_", "-") for alias in option.aliases if len(alias) > 1]
+        names += ["--" + alias.replace("_", "-") for alias in option.aliases]
         if option.negation is not None:
             names += ["--" + name.replace("_", "-") for name in option.negation[0]]
         return ", ".join(f"`{name}`" for name in names)
