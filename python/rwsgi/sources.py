@@ -68,7 +68,7 @@ def find_config_file(start: Path | None = None) -> Path | None:
     return None
 
 
-def _load_toml(path: Path) -> dict[str, Any]:
+def _parse_toml(path: Path, text: str) -> dict[str, Any]:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -80,9 +80,8 @@ def _load_toml(path: Path) -> dict[str, Any]:
                 "(pip install tomli), or Python 3.11+"
             ) from None
     try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
-    except (OSError, tomllib.TOMLDecodeError) as error:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
         raise OptionError(f"{path}: {error}") from None
 
 
@@ -90,13 +89,18 @@ def from_toml(path: Path) -> Sourced:
     """The options of a config file: the whole of ``rwsgi.toml``, or the
     ``[tool.rwsgi]`` table of a ``pyproject.toml``; keys are option names, with
     ``-`` or ``_``. An unknown key is an error naming it and its line."""
-    document = _load_toml(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise OptionError(f"{path}: {error}") from None
+    # One read serves the parse and the line numbers.
+    document = _parse_toml(path, text)
     table: Any = document
     if path.name == "pyproject.toml":
         table = document.get("tool", {}).get("rwsgi", {})
     if not isinstance(table, dict):
         raise OptionError(f"{path}: [tool.rwsgi] must be a table")
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = text.splitlines()
     found: Sourced = {}
     for key, value in table.items():
         name = key.replace("-", "_")
