@@ -204,14 +204,18 @@ def _apply_ini(args: argparse.Namespace) -> sources.Sourced:
 def _located(message: str, origins: dict[str, str]) -> str:
     """An option error, prefixed with where a file or the environment set the
     value (``rwsgi.toml:3: workers ...``); a command-line one names its flag."""
-    name = re.split(r"[^a-z_]", message, maxsplit=1)[0]
-    origin = origins.get(name, "cli")
+    origin = origins.get(_leading_name(message), "cli")
     return cli_message(message) if origin == "cli" else f"{origin}: {message}"
+
+
+def _leading_name(message: str) -> str:
+    """The option an error message starts with. The whole leading word: a
+    prefix test took http_socket for http."""
+    return re.split(r"[^a-z_]", message, maxsplit=1)[0]
 
 
 def cli_message(message: str) -> str:
     """Name the option as its flag: ``http_socket: ...`` becomes ``--http-socket: ...``."""
-    # The whole leading word: a prefix test took http_socket for http.
-    name = re.split(r"[^a-z_]", message, maxsplit=1)[0]
+    name = _leading_name(message)
     option = _BY_NAME.get(name)
     return message if option is None else option.cli + message[len(name) :]
