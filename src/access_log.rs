@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 
 use crate::clock;
 pub(crate) use crate::config::AccessLogFormat as Format;
+use crate::finished::Finished as Entry;
 use crate::log;
 use crate::request::{Peer, RequestHead};
 
@@ -26,15 +27,6 @@ const BATCH: usize = 32 * 1024;
 const QUEUED_BATCHES: usize = 64;
 /// Seconds between two warnings about dropped lines.
 const WARN_EVERY: u64 = 60;
-
-/// What one line tells of an answered request.
-pub(crate) struct Entry<'a> {
-    pub head: &'a RequestHead,
-    pub peer: Peer,
-    pub status: u16,
-    /// Body bytes sent, when the framing knew them.
-    pub bytes: Option<u64>,
-}
 
 /// A worker's access log.
 pub(crate) struct AccessLog {
@@ -174,7 +166,7 @@ pub(crate) async fn flush_every_second(log: std::sync::Arc<AccessLog>) {
 fn format_line(out: &mut Vec<u8>, stamp: &str, format: Format, entry: &Entry<'_>) {
     let head = entry.head;
     let bytes = entry
-        .bytes
+        .sent
         .map_or_else(|| "-".to_owned(), |bytes| bytes.to_string());
     let request_line = |out: &mut Vec<u8>| {
         out.push(b'"');

@@ -22,22 +22,23 @@ use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::futures::OwnedNotified;
 
-use crate::access_log;
 use crate::body::RequestBody;
 use crate::body_reader::{self, BodyDecoder, BodyLimits, Framing};
 use crate::deadline::{self, LazyDeadline};
+use crate::finished::Finished;
 use crate::harakiri::Client;
 use crate::health;
 use crate::log;
 use crate::refusal;
 use crate::request::{Peer, Request, RequestHead};
-use crate::response::encode::{self, encode, Encoded, Exchange};
+use crate::response::encode::{encode, Encoded, Exchange};
 use crate::response::write::{self, Sent};
 use crate::response::Response;
 use crate::shared::Shared;
@@ -157,20 +158,12 @@ pub(crate) fn route(
     Some(shared.static_files.hand_over(&request.head, response))
 }
 
-/// The access log's line for an answered request (when it is on).
-pub(crate) fn log_request(shared: &Shared, request: &Request, status: u16, encoded: &Encoded) {
+/// Account for one answered request: its access log line, its count.
+pub(crate) fn account(shared: &Shared, finished: &Finished<'_>) {
     if let Some(access_log) = &shared.access_log {
-        access_log.record(&access_log::Entry {
-            head: &request.head,
-            peer: request.peer,
-            status,
-            bytes: match encoded.framing {
-                encode::Framing::Length(length) => Some(length),
-                encode::Framing::Bodiless => Some(0),
-                encode::Framing::Chunked | encode::Framing::Close => None,
-            },
-        });
+        access_log.record(finished);
     }
+    shared.recycler.request_done();
 }
 
 /// How waiting for more request bytes ended.
@@ -419,6 +412,7 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
 
     /// Read the body, call the app, send the answer.
     async fn serve_one(&mut self, incoming: Incoming<P::Decoder>) -> Sent {
+        let started = Instant::now();
         let Incoming {
             head,
             mut framing,
@@ -470,6 +464,7 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
             // The watchdog answered (504) and shut the socket down.
             return Sent::Close;
         };
+        let answered = Instant::now();
         let exchange = Exchange {
             keep_alive: exchange.keep_alive && !self.shared.stop.is_set(),
             ..exchange
@@ -498,9 +493,11 @@ impl<S: Transport, P: Protocol> Connection<S, P> {
         if let Err(error) = &sent {
             write::log_stalled(error, limit, || request.head.describe());
         }
-        log_request(&self.shared, &request, status, &encoded);
+        account(
+            &self.shared,
+            &Finished::new(&request, P::NAME, status, &encoded, (started, answered)),
+        );
         self.finish(encoded, request);
-        self.shared.recycler.request_done();
         sent.unwrap_or(Sent::Close)
     }
 

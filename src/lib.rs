@@ -12,6 +12,7 @@ mod config;
 mod connection;
 mod deadline;
 mod error;
+mod finished;
 mod harakiri;
 mod health;
 mod http;

@@ -9,6 +9,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::StatusCode;
@@ -19,6 +20,7 @@ use crate::body::RequestBody;
 use crate::body_reader::{Framing, NoDecoder};
 use crate::config::Network;
 use crate::connection::{self, Cut, Incoming, Parse, Protocol};
+use crate::finished::Finished;
 use crate::harakiri::Client;
 use crate::log;
 use crate::request::{Peer, Protocol as Version, Request, RequestHead};
@@ -176,6 +178,7 @@ pub(crate) async fn serve_unix(
     let received = buffer.freeze();
     let mut unsent = None;
     if let Some((vars, header, body)) = complete_packet(&received, &shared) {
+        let started = Instant::now();
         let head = request_head(&vars, header.modifier1);
         drop(vars);
         let exchange = exchange(&head);
@@ -203,10 +206,13 @@ pub(crate) async fn serve_unix(
             // The watchdog answered (504) and shut the socket down.
             return;
         };
+        let answered = Instant::now();
         let status = response.status.as_u16();
         let mut encoded = encode(response, exchange, BytesMut::new());
-        shared.recycler.request_done();
-        connection::log_request(&shared, &request, status, &encoded);
+        connection::account(
+            &shared,
+            &Finished::new(&request, Uwsgi::NAME, status, &encoded, (started, answered)),
+        );
         if encoded.body.is_none() {
             match std::io::Write::write(&mut &stream, &encoded.head) {
                 Ok(written) if written == encoded.head.len() => return,
