@@ -316,7 +316,7 @@ def _grid(plt: Any, count: int) -> tuple[Any, list[Any]]:
     cols = min(3, count)
     rows = math.ceil(count / cols)
     fig, axes = plt.subplots(
-        rows, cols, figsize=(3.6 * cols, 2.5 * rows + 0.7), squeeze=False, dpi=110
+        rows, cols, figsize=(max(3.6 * cols, 8.0), 2.5 * rows + 0.7), squeeze=False, dpi=110
     )
     flat = list(axes.flat)
     for ax in flat[count:]:
