@@ -340,14 +340,14 @@ def test_metrics_count_requests_latency_and_restarts(start_server: ServerFactory
         "rwsgi_listen_overflows",
     ):
         assert name in families, name
-    buckets = [s for s in families["rwsgi_request_duration_seconds"].samples if s.name.endswith("_bucket")]
+    buckets = [
+        s for s in families["rwsgi_request_duration_seconds"].samples if s.name.endswith("_bucket")
+    ]
     assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value == 4
 
 
 def test_spooled_bodies_are_counted(start_server: ServerFactory) -> None:
-    server = start_server(
-        APP, "--stats", "127.0.0.1:0", "--stats-http", "--post-buffering", "1024"
-    )
+    server = start_server(APP, "--stats", "127.0.0.1:0", "--stats-http", "--post-buffering", "1024")
     address = stats_address(server)
     response = server.request("POST", "/body", body=b"x" * 10_000)
     assert response.status == 200
@@ -355,7 +355,9 @@ def test_spooled_bodies_are_counted(start_server: ServerFactory) -> None:
     assert sample(metrics(address), "rwsgi_bytes_total", kind="in") >= 10_000
 
 
-def test_the_listen_queue_shows_connections_waiting(start_server: ServerFactory, tmp_path: Path) -> None:
+def test_the_listen_queue_shows_connections_waiting(
+    start_server: ServerFactory, tmp_path: Path
+) -> None:
     server = start_server(APP, "--stats", "127.0.0.1:0", "--backlog", "16", threads=1)
     address = stats_address(server)
     gate, started = tmp_path / "gate", tmp_path / "started"
