@@ -355,10 +355,16 @@ def test_spooled_bodies_are_counted(start_server: ServerFactory) -> None:
     assert sample(metrics(address), "rwsgi_bytes_total", kind="in") >= 10_000
 
 
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
 def test_the_listen_queue_shows_connections_waiting(
-    start_server: ServerFactory, tmp_path: Path
+    start_server: ServerFactory, tmp_path: Path, kind: str
 ) -> None:
-    server = start_server(APP, "--stats", "127.0.0.1:0", "--backlog", "16", threads=1)
+    """1 worker x 1 thread held inside the app: it stops accepting, so new
+    connections wait in the kernel's queue, which the stats read from there."""
+    path = os.path.join(short_tmpdir(), "app.sock")
+    server = start_server(
+        APP, "--stats", "127.0.0.1:0", "--backlog", "16", "--http-socket", path, threads=1
+    )
     address = stats_address(server)
     gate, started = tmp_path / "gate", tmp_path / "started"
     result: list[int] = []
@@ -368,13 +374,27 @@ def test_the_listen_queue_shows_connections_waiting(
         )
     )
     thread.start()
-    waiting = []
+    waiting: list[socket.socket] = []
+    name = f"127.0.0.1:{server.port}" if kind == "tcp" else f"unix:{path}"
     try:
         wait_until(started.exists, 10)
-        waiting = [socket.create_connection((server.host, server.port)) for _ in range(3)]
-        stats = wait_until(lambda: (s := read_stats(address))["listen_queue"] >= 3 and s, 10)
-        assert stats["sockets"][0]["queue"] >= 3
-        assert stats["sockets"][0]["max_queue"] >= 16
+        for _ in range(3):
+            if kind == "tcp":
+                waiting.append(socket.create_connection((server.host, server.port)))
+            else:
+                client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                client.connect(path)
+                waiting.append(client)
+
+        def queued() -> dict[str, Any] | None:
+            stats = read_stats(address)
+            (listener,) = [s for s in stats["sockets"] if s["name"] == name]
+            return stats if listener["queue"] >= 3 else None
+
+        stats = wait_until(queued, 10)
+        assert stats["listen_queue"] >= 3
+        (listener,) = [s for s in stats["sockets"] if s["name"] == name]
+        assert listener["max_queue"] == 16
     finally:
         gate.touch()
         thread.join(30)

@@ -55,11 +55,12 @@ impl Arbiter {
                         .fold((0, 0), |(queue, most), (now, backlog)| {
                             (queue + now, most.max(backlog))
                         }),
-                    // The kernel tells a unix listener's queue only through
-                    // sock_diag, not read here yet.
-                    Address::Unix(_) | Address::Abstract(_) => {
-                        (0, u64::try_from(self.config.backlog).unwrap_or(0))
-                    }
+                    // Every worker shares the one socket (the others are copies).
+                    Address::Unix(_) | Address::Abstract(_) => listener
+                        .per_slot
+                        .first()
+                        .and_then(kernel::unix_queue)
+                        .unwrap_or((0, 0)),
                 };
                 SocketView {
                     name: listener.address.to_string(),

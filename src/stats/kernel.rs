@@ -24,6 +24,98 @@ pub(crate) fn tcp_queue(socket: &OwnedFd) -> Option<(u64, u64)> {
     (done == 0).then(|| (u64::from(info.tcpi_unacked), u64::from(info.tcpi_sacked)))
 }
 
+/// Connections waiting in a unix listening socket's accept queue, and the
+/// queue's length, from `sock_diag` (`UNIX_DIAG_RQLEN`: for a listener, the
+/// receive queue is the connections waiting and the write queue its
+/// backlog). `None` when the kernel does not say (no `sock_diag`).
+pub(crate) fn unix_queue(socket: &OwnedFd) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    /// `SOCK_DIAG_BY_FAMILY` of linux/sock_diag.h.
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    /// `UDIAG_SHOW_RQLEN` and `UNIX_DIAG_RQLEN` of linux/unix_diag.h.
+    const UDIAG_SHOW_RQLEN: u32 = 0x10;
+    const UNIX_DIAG_RQLEN: u16 = 4;
+    const TCP_LISTEN: u32 = 10;
+    let inode = u32::try_from(
+        std::fs::File::from(socket.try_clone().ok()?)
+            .metadata()
+            .ok()?
+            .ino(),
+    )
+    .ok()?;
+    // nlmsghdr (16 bytes), then unix_diag_req (24 bytes).
+    let mut request = Vec::with_capacity(40);
+    request.extend_from_slice(&40u32.to_ne_bytes());
+    request.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    request.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    request.extend_from_slice(&1u32.to_ne_bytes()); // sequence
+    request.extend_from_slice(&0u32.to_ne_bytes()); // port: the kernel's
+    request.push(libc::AF_UNIX as u8);
+    request.extend_from_slice(&[0, 0, 0]); // protocol, padding
+    request.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+    request.extend_from_slice(&inode.to_ne_bytes());
+    request.extend_from_slice(&UDIAG_SHOW_RQLEN.to_ne_bytes());
+    request.extend_from_slice(&[0xff; 8]); // no cookie
+                                           // SAFETY: plain integers in, a descriptor (or -1) out.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a fresh descriptor owned by nothing else.
+    let netlink = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut reply = [0u8; 512];
+    // SAFETY: each call gets a buffer we own and its true length; with no
+    // address, send goes to the kernel (netlink port 0), which answers
+    // before send returns, so the receive never needs to wait.
+    let read = unsafe {
+        if libc::send(
+            netlink.as_raw_fd(),
+            request.as_ptr().cast(),
+            request.len(),
+            0,
+        ) < 0
+        {
+            return None;
+        }
+        libc::recv(
+            netlink.as_raw_fd(),
+            reply.as_mut_ptr().cast(),
+            reply.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    parse_rqlen(&reply[..usize::try_from(read).ok()?], UNIX_DIAG_RQLEN)
+}
+
+/// The `UNIX_DIAG_RQLEN` attribute of a sock_diag reply: (queue, backlog).
+fn parse_rqlen(reply: &[u8], wanted: u16) -> Option<(u64, u64)> {
+    let u16_at = |at: usize| Some(u16::from_ne_bytes(reply.get(at..at + 2)?.try_into().ok()?));
+    let u32_at = |at: usize| Some(u32::from_ne_bytes(reply.get(at..at + 4)?.try_into().ok()?));
+    let length = usize::try_from(u32_at(0)?).ok()?.min(reply.len());
+    if u16_at(4)? != 20 {
+        return None; // NLMSG_ERROR or anything but a sock_diag answer
+    }
+    // nlmsghdr (16) + unix_diag_msg (16), then 4-byte aligned attributes.
+    let mut at = 32;
+    while at + 4 <= length {
+        let size = usize::from(u16_at(at)?);
+        if size < 4 {
+            return None;
+        }
+        if u16_at(at + 2)? == wanted && size >= 12 {
+            return Some((u64::from(u32_at(at + 4)?), u64::from(u32_at(at + 8)?)));
+        }
+        at += (size + 3) & !3;
+    }
+    None
+}
+
 /// `ListenOverflows` of /proc/net/netstat: connections dropped because an
 /// accept queue was full, counted by the kernel for the whole system (or
 /// the network namespace), not for our sockets alone; 0 when unreadable.
@@ -65,7 +157,7 @@ pub(crate) fn memory(pid: i32) -> (u64, u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::{memory, netstat_field, tcp_queue};
+    use super::{memory, netstat_field, tcp_queue, unix_queue};
     use std::os::fd::OwnedFd;
 
     #[test]
@@ -88,6 +180,28 @@ mod tests {
         let (queued, backlog) = tcp_queue(&fd).expect("TCP_INFO");
         assert_eq!(queued, 2);
         assert!(backlog >= 2);
+        drop(held);
+    }
+
+    #[test]
+    fn a_unix_listener_reports_its_queue() {
+        let name = format!("\0rwsgi-kernel-test-{}", std::process::id());
+        let address = socket2::SockAddr::unix(&name).expect("address");
+        let listener =
+            socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).expect("made");
+        listener.bind(&address).expect("bound");
+        listener.listen(7).expect("listening");
+        let held: Vec<_> = (0..3)
+            .map(|_| {
+                let client =
+                    socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)
+                        .expect("made");
+                client.connect(&address).expect("queued");
+                client
+            })
+            .collect();
+        let fd = OwnedFd::from(listener);
+        assert_eq!(unix_queue(&fd), Some((3, 7)));
         drop(held);
     }
 
