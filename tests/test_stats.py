@@ -417,6 +417,10 @@ def test_the_http_listener_answers_json_and_refuses_bad_requests(
             sock.sendall(garbage)
             answer = _read_all(sock)
         assert re.match(rb"HTTP/1\.0 4\d\d ", answer), answer[:80]
+    with _connect(address) as sock:  # the request, then the client's side shut
+        sock.sendall(b"GET /metrics HTTP/1.0\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        assert _read_all(sock).startswith(b"HTTP/1.0 200 OK\r\n")
     idle = _connect(address)  # sends nothing: must not block the master
     try:
         assert server.get("/").status == 200

@@ -187,9 +187,14 @@ enum Head {
 
 fn read_head(client: &mut Client) -> Head {
     let mut chunk = [0u8; 2048];
+    let mut ended = false;
     loop {
         match (&client.socket).read(&mut chunk) {
-            Ok(0) => return Head::Closed,
+            // A client may send its request, then shut down its side.
+            Ok(0) => {
+                ended = true;
+                break;
+            }
             Ok(read) => client.inbox.extend_from_slice(&chunk[..read]),
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
@@ -201,6 +206,14 @@ fn read_head(client: &mut Client) -> Head {
     }
     if let Some(end) = find(&client.inbox, b"\r\n\r\n").or_else(|| find(&client.inbox, b"\n\n")) {
         return Head::Done(route(&client.inbox[..end]));
+    }
+    if ended {
+        // What came before the end is all the request there will be.
+        return if client.inbox.is_empty() {
+            Head::Closed
+        } else {
+            Head::Done(route(&client.inbox))
+        };
     }
     if client.inbox.len() > MAX_HEAD {
         return Head::Done(Answer {
