@@ -107,11 +107,16 @@ pub(crate) struct Counters {
 
 /// What one answered request adds (see `Counters::count`).
 pub(crate) struct Answered {
+    /// `Protocol::NAME` of the listener.
     pub protocol: &'static str,
     pub status: u16,
+    /// Bytes of the request head.
     pub received: u64,
+    /// Bytes of the response head and body.
     pub sent: u64,
+    /// Head read to answer ready.
     pub app: Duration,
+    /// Head read to answer handed to the socket.
     pub total: Duration,
 }
 
@@ -169,22 +174,27 @@ impl Counters {
         self.rx.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// App calls that raised.
     pub(crate) fn exceptions(&self) -> u64 {
         self.exceptions.load(Ordering::Relaxed)
     }
 
+    /// Requests answered 504 by `--harakiri`.
     pub(crate) fn harakiri(&self) -> u64 {
         self.harakiri.load(Ordering::Relaxed)
     }
 
+    /// Bodies moved to a spool file.
     pub(crate) fn spooled(&self) -> u64 {
         self.spooled.load(Ordering::Relaxed)
     }
 
+    /// Bytes received (heads and bodies).
     pub(crate) fn rx(&self) -> u64 {
         self.rx.load(Ordering::Relaxed)
     }
 
+    /// Bytes sent (heads, and bodies of known length).
     pub(crate) fn tx(&self) -> u64 {
         self.tx.load(Ordering::Relaxed)
     }

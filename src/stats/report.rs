@@ -70,7 +70,9 @@ pub(crate) struct Totals {
     pub rx: u64,
     pub tx: u64,
     pub by_class: [[u64; CLASSES.len()]; PROTOCOLS.len()],
+    /// App time: counts per bucket of `BUCKETS_US` (plus overflow), sum in µs.
     pub app: (Vec<u64>, u64),
+    /// Total time, as `app`.
     pub total: (Vec<u64>, u64),
 }
 
@@ -132,8 +134,11 @@ impl Ledger {
 pub(crate) struct WorkerView {
     /// Its position, 1-based (uWSGI's worker id).
     pub id: usize,
+    /// Its board entry.
     pub entry: usize,
+    /// 0 until the master learns it.
     pub pid: i32,
+    /// Where its counters are.
     pub slot: &'static Slot,
     /// Accepting connections (not booting, not retiring).
     pub accepting: bool,
@@ -143,11 +148,13 @@ pub(crate) struct WorkerView {
     pub last_spawn: u64,
     /// Requests since the previous stats read.
     pub delta_requests: u64,
+    /// `--threads`: how many `cores` it reports.
     pub threads: usize,
 }
 
 /// One listener as the stats show it.
 pub(crate) struct SocketView {
+    /// Its address, as the banner shows it.
     pub name: String,
     /// uWSGI's protocol names: `http` or `uwsgi`.
     pub proto: &'static str,
@@ -161,6 +168,7 @@ pub(crate) struct SocketView {
 pub(crate) struct View {
     pub workers: Vec<WorkerView>,
     pub sockets: Vec<SocketView>,
+    /// System-wide `ListenOverflows`.
     pub listen_queue_errors: u64,
 }
 
