@@ -289,9 +289,11 @@ def _run_uwsgitop(address: str, pids: set[int]) -> str:
     return output.decode("utf-8", "replace")
 
 
-def test_uwsgitop_shows_one_row_per_worker(start_server: ServerFactory) -> None:
-    server = start_server(APP, "--stats", "127.0.0.1:0", workers=2, threads=2)
-    address = stats_address(server)
+@pytest.mark.parametrize("http", [False, True], ids=["socket", "http"])
+def test_uwsgitop_shows_one_row_per_worker(start_server: ServerFactory, http: bool) -> None:
+    extra = ["--stats-http"] if http else []
+    server = start_server(APP, "--stats", "127.0.0.1:0", *extra, workers=2, threads=2)
+    address = ("http://" if http else "") + stats_address(server)
     for _ in range(4):
         server.get("/")
     pids = set(server.worker_pids.values())
