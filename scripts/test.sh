@@ -22,7 +22,7 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check maturin pytest pytest-timeout ruff mypy auditwheel \
-    "Django>=5.2,<5.3" "django-stubs>=5.2,<5.3"
+    "Django>=5.2,<5.3" "django-stubs>=5.2,<5.3" uwsgitop prometheus_client
 
 echo "== format and lint"
 cargo fmt --all --check

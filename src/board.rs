@@ -6,7 +6,8 @@
 //! to be replaced; the master publishes whether the server is draining.
 //! A busy worker reads its siblings' entries to see whether one could serve
 //! a connection waiting on its socket (see `server.rs`), with no message
-//! between processes; the stats of a later issue can read it too.
+//! between processes; the master's stats server reads it too (each entry
+//! embeds the worker's request counters, see `stats::counters`).
 //!
 //! The board's doorbell is a pipe whose write end every process inherits:
 //! a worker that changed something the master must act on (ready, wants
@@ -14,6 +15,8 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+use crate::stats::Counters;
 
 /// Most entries a board holds (processes alive at once, old and new).
 pub(crate) const MAX_SLOTS: usize = 1024;
@@ -66,6 +69,8 @@ pub(crate) struct Slot {
     /// Set by the master before it sends SIGTERM to a worker it replaces
     /// (reload, recycling): the worker then retires instead of stopping.
     retiring: AtomicBool,
+    /// What the stats report about this process's requests.
+    counters: Counters,
 }
 
 impl Slot {
@@ -136,8 +141,14 @@ impl Slot {
         self.retiring.load(Ordering::Acquire)
     }
 
+    /// This process's request counts, for the stats.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
     /// Make the entry blank for a new process (the master, before forking one).
     pub(crate) fn reset(&self) {
+        self.counters.reset();
         self.serving.store(0, Ordering::Release);
         self.busy.store(0, Ordering::Release);
         self.pid.store(0, Ordering::Release);

@@ -19,6 +19,7 @@ pub(crate) struct Busy<'a>(&'a Capacity);
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
+        self.0.slot.counters().set_in_request(false);
         if self.0.slot.leave() == self.0.threads {
             self.0.freed.notify_waiters();
         }
@@ -26,8 +27,10 @@ impl Drop for Busy<'_> {
 }
 
 impl Capacity {
-    /// `slot` is this worker's on the board.
+    /// `slot` is this worker's on the board (its counters become the
+    /// process's, see `stats::adopt`).
     pub(crate) fn new(threads: usize, slot: &'static Slot) -> Self {
+        crate::stats::adopt(slot.counters());
         Self {
             slot,
             threads: u32::try_from(threads).unwrap_or(u32::MAX),
@@ -38,6 +41,7 @@ impl Capacity {
     /// Count the calling thread as busy for the guard's life.
     pub(crate) fn enter(&self) -> Busy<'_> {
         self.slot.enter();
+        self.slot.counters().set_in_request(true);
         Busy(self)
     }
 

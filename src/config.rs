@@ -139,6 +139,11 @@ pub(crate) struct Config {
     // -- systemd, pidfile, process titles (issue 13)
     /// `--pidfile`: where the master writes its pid (absolute, resolved by the option table).
     pub pidfile: Option<PathBuf>,
+    // -- stats and metrics (issue 16) --
+    /// `--stats`: where the master serves uWSGI's stats JSON.
+    pub stats: Option<Address>,
+    /// `--stats-http`: the stats listener speaks HTTP (and serves /metrics).
+    pub stats_http: bool,
     // -- connection timeouts, draining and readiness (issue 13, connection side) --
     /// Longest idle wait for the next request on a kept-alive connection.
     pub keepalive_timeout: Duration,
@@ -347,6 +352,11 @@ impl Config {
             harakiri_grace: seconds(dict, "harakiri_grace")?,
             // -- systemd, pidfile, process titles (issue 13)
             pidfile: item(dict, "pidfile")?,
+            // -- stats and metrics (issue 16) --
+            stats: item::<Option<String>>(dict, "stats")?
+                .map(|text| parse_listener("stats", &text, true))
+                .transpose()?,
+            stats_http: item(dict, "stats_http")?,
             // -- connection timeouts, draining and readiness (issue 13) --
             keepalive_timeout: seconds(dict, "keepalive_timeout")?,
             write_timeout: seconds(dict, "write_timeout")?,

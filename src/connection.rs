@@ -163,6 +163,7 @@ pub(crate) fn account(shared: &Shared, finished: &Finished<'_>) {
     if let Some(access_log) = &shared.access_log {
         access_log.record(finished);
     }
+    crate::stats::record(finished);
     shared.recycler.request_done();
 }
 

@@ -28,6 +28,7 @@ mod server;
 mod shared;
 mod shutdown;
 mod static_files;
+mod stats;
 mod uwsgi;
 mod worker;
 mod wsgi;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -182,14 +183,15 @@ def test_meaningless_and_unhonoured_keys_are_one_note_each(tmp_path: Path) -> No
         "reload-on-as = 1024\ncheaper = 2\nstats = 127.0.0.1:9191\n"
         "buffer-size = 32768\ndisable-logging = true\n",
     )
-    notes = read_ini(path).notes
+    ini = read_ini(path)
+    notes = ini.notes
     assert [note.split(": ", 2)[1] for note in notes] == [
         "enable-threads",
         "reload-on-as",
         "cheaper",
-        "stats",
         "buffer-size",
     ]
+    assert ini.options["stats"] == "127.0.0.1:9191", "stats is an option now, not a note"
     assert "--reload-on-rss" in notes[1]
     assert notes[0].startswith(f"{path}:5: ")
 
@@ -345,7 +347,7 @@ def test_file_with_stats_and_logto(start_server: ServerFactory, ini_env) -> None
     )
     start_server.servers.append(server)
     text = wait_until(lambda: log.exists() and "ready" in log.read_text() and log.read_text(), 30)
-    assert "stats: no stats server yet" in server.logs()
+    assert re.search(r"stats on 127\.0\.0\.1:\d+", text), text
     assert "ready" not in server.logs()
     found = ANY_LISTENING_RE.search(text)
     assert found is not None, text

@@ -289,7 +289,6 @@ _KEYS |= {
     "virtualenv": _home,
     "venv": _home,
     "buffer-size": _note("rwsgi accepts request heads up to 64 KiB, whatever this says"),
-    "stats": _note("no stats server yet (it comes with rwsgi's stats support); ignored"),
     "reload-on-as": _note(_UNHONOURED + "address space is not memory use; use --reload-on-rss"),
     "evil-reload-on-as": _note(_UNHONOURED + "use --reload-on-rss"),
     "evil-reload-on-rss": _note(_UNHONOURED + "use reload-on-rss (--reload-on-rss)"),

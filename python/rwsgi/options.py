@@ -212,6 +212,15 @@ def _any_addresses(name: str, value: object) -> list[str]:
     return addresses
 
 
+def _stats_address(name: str, value: object) -> str | None:
+    """One address for the stats server: ``HOST:PORT``, a unix path or ``@name``."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, not {type(value).__name__}")
+    return _any_addresses(name, [value])[0]
+
+
 def _octal_mode(name: str, value: object) -> int | None:
     if value is None:
         return None
@@ -693,6 +702,24 @@ OPTIONS: tuple[Option, ...] = (
         metavar="PATH",
         ini=("pidfile", "safe-pidfile"),
     ),
+    # -- stats and metrics (issue 16) --
+    Option(
+        "stats",
+        _stats_address,
+        None,
+        "serve uWSGI's stats JSON (what uwsgitop reads) to each client of HOST:PORT, a unix "
+        "socket path or @abstract name, from the master",
+        metavar="ADDR",
+        ini=("stats", "stats-server"),
+    ),
+    Option(
+        "stats_http",
+        _bool,
+        False,
+        "speak HTTP on --stats: GET /metrics answers Prometheus text, any other GET the JSON",
+        flag=True,
+        ini=("stats-http",),
+    ),
     # -- connection timeouts, draining and readiness (issue 13, connection side) --
     Option(
         "keepalive_timeout",
@@ -868,6 +895,8 @@ def normalize(values: Mapping[str, object]) -> dict[str, Any]:
             "no listener: give --http 127.0.0.1:8000, --http-socket ADDR or --socket ADDR"
         )
     _check_uwsgi_exposure(config)
+    if config["stats_http"] and config["stats"] is None:
+        raise OptionError("stats_http: there is no --stats listener to speak HTTP on")
     if config["autoreload"] and not config["preload"]:
         raise OptionError(
             "autoreload: the loader watches the files of the app it loaded, so it cannot be "

@@ -94,6 +94,7 @@ fn watch(settings: &Settings, stop: &(Mutex<bool>, Condvar), reports: &mpsc::Sen
                 Check::Quiet { due: Some(at) } => due = due.min(at),
                 Check::Quiet { due: None } => {}
                 Check::Expired(report) => {
+                    settings.slot.counters().count_harakiri();
                     due = due.min(now.saturating_add(grace));
                     let _ = reports.send(report);
                 }

@@ -14,6 +14,7 @@ use super::{kill, Arbiter, Reload};
 use crate::board::{Board, Slot};
 use crate::error::{Error, Result};
 use crate::log;
+use crate::stats::report::Reason;
 
 impl Arbiter {
     /// Start generation `next_generation`'s loader.
@@ -32,6 +33,8 @@ impl Arbiter {
             signals.forget_in_child_or_master();
             self.generations.clear();
             self.unix_files.clear();
+            // Closed here, so no worker holds the stats socket.
+            self.stats_server = None;
             let context = LoaderContext {
                 config: &self.config,
                 listeners: &mut self.listeners,
@@ -118,7 +121,11 @@ impl Arbiter {
             retired: None,
             told: false,
             due,
+            spawned_at: super::stats::epoch_seconds(),
         });
+        if let Some(position) = self.fleet.positions.get_mut(id.wrapping_sub(1)) {
+            position.spawns += 1;
+        }
         Ok(())
     }
 
@@ -223,17 +230,18 @@ impl Arbiter {
                 return None;
             }
             let asked = self.board.slot(worker.entry).and_then(Slot::recycle_asked);
-            let why = match (asked, worker.due) {
-                (Some(why), _) => why.describe(),
-                (None, Some(due)) if due <= now => "it reached --max-lifetime",
+            let (why, reason) = match (asked, worker.due) {
+                (Some(why), _) => (why.describe(), Reason::from(why)),
+                (None, Some(due)) if due <= now => ("it reached --max-lifetime", Reason::Lifetime),
                 _ => return None,
             };
             let served = self.board.slot(worker.entry).map_or(0, Slot::requests);
-            Some((worker.id, worker.pid, why, served))
+            Some((worker.id, worker.pid, why, served, reason))
         });
-        let Some((id, pid, why, served)) = due else {
+        let Some((id, pid, why, served, reason)) = due else {
             return;
         };
+        self.count_restart(reason);
         log::info(&format!(
             "worker {id} (pid {}, {served} requests served): {why}; starting its replacement",
             pid.unwrap_or(0)

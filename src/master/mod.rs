@@ -18,6 +18,7 @@ mod privileges;
 mod reap;
 mod reload;
 mod signals;
+mod stats;
 mod systemd;
 mod workers;
 
@@ -33,6 +34,8 @@ use crate::error::{Error, Result};
 use crate::log;
 use crate::net::{self, BoundAddress, UnixSocketFile};
 use crate::proctitle;
+use crate::stats::report::Ledger;
+use crate::stats::server::StatsServer;
 use crate::worker::EXIT_APP_LOAD;
 use loader::Generation;
 use signals::SignalQueue;
@@ -102,6 +105,10 @@ pub(crate) struct Arbiter {
     watchdog: Option<systemd::Watchdog>,
     /// Removed when the master (the Arbiter) is dropped.
     _pidfile: Option<pidfile::Pidfile>,
+    /// `--stats`, when given (bound with the listeners, never inherited).
+    stats_server: Option<StatsServer>,
+    /// What the stats keep across worker lives.
+    ledger: Ledger,
 }
 
 fn kill(pid: i32, signal: i32) {
@@ -157,9 +164,24 @@ impl Arbiter {
             pidfile::check(path)?;
         }
         let (listeners, unix_files) = net::listen(&config, config.workers)?;
+        let stats_server = match config
+            .stats
+            .as_ref()
+            .map(|address| StatsServer::bind(address, config.stats_http, &config))
+        {
+            Some(Err(error)) => {
+                unix_files.iter().for_each(UnixSocketFile::remove);
+                return Err(error);
+            }
+            Some(Ok(server)) => Some(server),
+            None => None,
+        };
         let pidfile = match config.pidfile.as_deref().map(pidfile::Pidfile::create) {
             Some(Err(error)) => {
                 unix_files.iter().for_each(UnixSocketFile::remove);
+                if let Some(server) = &stats_server {
+                    server.remove_file();
+                }
                 return Err(error);
             }
             Some(Ok(pidfile)) => Some(pidfile),
@@ -190,6 +212,8 @@ impl Arbiter {
             notifier: systemd::Notifier::new(),
             watchdog: None,
             _pidfile: pidfile,
+            stats_server,
+            ledger: Ledger::default(),
         })
     }
 
@@ -202,6 +226,9 @@ impl Arbiter {
         ));
         for listener in &self.listeners {
             log::info(&listener.listening_line());
+        }
+        if let Some(server) = &self.stats_server {
+            log::info(&server.describe());
         }
         log::info(&format!(
             "master pid {}: {} worker(s) x {} thread(s), app {}, backlog {}",
@@ -237,6 +264,9 @@ impl Arbiter {
         for file in &self.unix_files {
             file.remove();
         }
+        if let Some(server) = self.stats_server.take() {
+            server.remove_file();
+        }
         proctitle::restore();
         outcome
     }
@@ -268,6 +298,9 @@ impl Arbiter {
             let timeout = self.next_wake();
             let mut polled: Vec<RawFd> = vec![self.doorbell.as_raw_fd()];
             polled.extend(self.generations.iter().map(Generation::fd));
+            if let Some(server) = &self.stats_server {
+                polled.extend(server.fds());
+            }
             let received = py.detach(|| signals.wait(timeout, &polled));
             board::drain_rings(&self.doorbell);
             for signal in received {
@@ -275,6 +308,7 @@ impl Arbiter {
             }
             self.read_reports();
             self.reap_children();
+            self.serve_stats();
             self.check_deadlines();
             if let Some(watchdog) = &mut self.watchdog {
                 watchdog.tick(&self.notifier);
@@ -308,6 +342,9 @@ impl Arbiter {
         }
         if let Some(watchdog) = &self.watchdog {
             wake = wake.min(watchdog.due());
+        }
+        if let Some(soon) = self.stats_wake() {
+            wake = wake.min(now + soon);
         }
         if self
             .fleet

@@ -10,6 +10,7 @@ use super::workers::WorkerProc;
 use super::{describe_status, failed_to_load, Arbiter};
 use crate::error::Error;
 use crate::log;
+use crate::stats::report::Reason;
 
 impl Arbiter {
     pub(super) fn read_reports(&mut self) {
@@ -60,6 +61,9 @@ impl Arbiter {
                 let generation = self.generations.remove(index);
                 self.loader_ended(&generation, status);
             } else if let Some(worker) = self.fleet.remove(pid, &self.board) {
+                if let Some(slot) = self.board.slot(worker.entry) {
+                    self.ledger.fold(worker.entry, slot);
+                }
                 self.worker_ended(&worker, pid, status);
             } else {
                 self.ending_loaders.retain(|&ending| ending != pid);
@@ -125,6 +129,11 @@ impl Arbiter {
             "worker {} (pid {pid}) {how}; respawning",
             worker.id
         ));
+        self.count_restart(if libc::WIFSIGNALED(status) {
+            Reason::Signal
+        } else {
+            Reason::Exit
+        });
         if failed_to_load(status) && !self.ever_ready {
             log::error("the app failed to load in a worker; stopping instead of respawning");
             self.exit_error = Some(Error::AppLoad(self.config.app_label.clone()));

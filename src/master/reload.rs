@@ -70,6 +70,14 @@ impl Arbiter {
             .map(|g| g.number)
             .filter(|&g| g != number)
             .collect();
+        let replaced = self
+            .fleet
+            .active()
+            .filter(|worker| worker.generation != number)
+            .count();
+        for _ in 0..replaced {
+            self.count_restart(crate::stats::report::Reason::Reload);
+        }
         self.retire_where(|worker| worker.generation != number);
         self.let_go_of_loaders(|g| g.number != number);
         self.current = Some(number);

@@ -30,6 +30,8 @@ pub(crate) struct WorkerProc {
     pub told: bool,
     /// When `--max-lifetime` (with its jitter) says it is due.
     pub due: Option<Instant>,
+    /// When it was ordered, in seconds since the epoch (for the stats).
+    pub spawned_at: u64,
 }
 
 /// A position's respawn state.
@@ -37,6 +39,8 @@ pub(crate) struct WorkerProc {
 pub(crate) struct Position {
     quick_deaths: u32,
     pub respawn_at: Instant,
+    /// Processes started for this position (uWSGI's `respawn_count`).
+    pub spawns: u64,
 }
 
 /// Every worker process and position.
@@ -56,6 +60,7 @@ impl Fleet {
                 .map(|_| Position {
                     quick_deaths: 0,
                     respawn_at: now,
+                    spawns: 0,
                 })
                 .collect(),
             // Popped from the end: lower entries first.
@@ -82,6 +87,7 @@ impl Fleet {
         self.positions.push(Position {
             quick_deaths: 0,
             respawn_at: Instant::now(),
+            spawns: 0,
         });
     }
 
