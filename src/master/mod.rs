@@ -213,7 +213,7 @@ impl Arbiter {
             watchdog: None,
             _pidfile: pidfile,
             stats_server,
-            ledger: Ledger::default(),
+            ledger: Ledger::starting_at(crate::stats::kernel::listen_overflows()),
         })
     }
 

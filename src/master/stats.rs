@@ -106,7 +106,9 @@ impl Arbiter {
         View {
             workers,
             sockets: self.sockets(),
-            listen_queue_errors: kernel::listen_overflows(),
+            listen_queue_errors: self
+                .ledger
+                .overflows_since_start(kernel::listen_overflows()),
         }
     }
 

@@ -29,7 +29,7 @@ pub(crate) struct Scrape {
     pub workers: u64,
     /// Per listener: its name and the connections in its queue.
     pub queues: Vec<(String, u64)>,
-    /// System-wide `ListenOverflows`.
+    /// `ListenOverflows` since the master started (the counter is system-wide).
     pub overflows: u64,
     /// Per worker process: its id, its pid and its resident memory.
     pub rss: Vec<(String, String, u64)>,
@@ -189,7 +189,7 @@ impl Collector {
         counter(
             encoder,
             "rwsgi_listen_overflows",
-            "Connections the kernel dropped on a full accept queue, system-wide (ListenOverflows).",
+            "Connections the kernel dropped on a full accept queue since this server started, counted system-wide (ListenOverflows).",
             scrape.overflows,
         )?;
         {

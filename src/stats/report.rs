@@ -113,9 +113,26 @@ pub(crate) struct Ledger {
     /// Each board entry's request count at the last stats read (for
     /// uWSGI's `delta_requests`).
     pub last_requests: std::collections::HashMap<usize, u64>,
+    /// The kernel's `ListenOverflows` when the master started: the
+    /// counter is system-wide and counts since boot, so the stats show the
+    /// overflows since this server started, not other programs' past ones.
+    pub overflows_at_start: u64,
 }
 
 impl Ledger {
+    /// A ledger that counts overflows from `overflows_now`.
+    pub(crate) fn starting_at(overflows_now: u64) -> Self {
+        Self {
+            overflows_at_start: overflows_now,
+            ..Self::default()
+        }
+    }
+
+    /// Connections the kernel dropped on a full accept queue since the start.
+    pub(crate) fn overflows_since_start(&self, overflows_now: u64) -> u64 {
+        overflows_now.saturating_sub(self.overflows_at_start)
+    }
+
     /// Count one replacement.
     pub(crate) fn restarted(&mut self, why: Reason) {
         if let Some(index) = Reason::ALL.iter().position(|&reason| reason == why) {
@@ -168,7 +185,7 @@ pub(crate) struct SocketView {
 pub(crate) struct View {
     pub workers: Vec<WorkerView>,
     pub sockets: Vec<SocketView>,
-    /// System-wide `ListenOverflows`.
+    /// `ListenOverflows` since the master started (the counter is system-wide).
     pub listen_queue_errors: u64,
 }
 
