@@ -10,10 +10,6 @@ use crate::request::{Peer, Request, RequestHead};
 use crate::response::encode::{Encoded, Framing};
 
 /// What an answered request leaves behind for the log and the counters.
-#[expect(
-    dead_code,
-    reason = "read by the access log's templates and the stats, being built (issue 16)"
-)]
 pub(crate) struct Finished<'a> {
     pub head: &'a RequestHead,
     pub peer: Peer,
@@ -29,6 +25,7 @@ pub(crate) struct Finished<'a> {
     /// When the request's head had been read.
     pub started: Instant,
     /// When its answer was ready (body read, then static file or app).
+    #[expect(dead_code, reason = "read by the stats, being built (issue 16)")]
     pub answered: Instant,
 }
 

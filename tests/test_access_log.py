@@ -14,7 +14,7 @@ import pytest
 from conftest import ServerFactory, short_tmpdir, wait_until
 from support.transports import LISTENER_KINDS, start_on_every_listener
 
-STAMP = r"\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000"
+STAMP = r"\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}"
 
 
 def lines_of(path: Path, count: int) -> list[str]:

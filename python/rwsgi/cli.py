@@ -195,7 +195,8 @@ def _apply_ini(args: argparse.Namespace) -> sources.Sourced:
     for key, value in ini.env:
         os.environ[key] = value
     args.ini_logto = ini.logto
-    found = {name: (value, ini.origins.get(name, ini.path)) for name, value in ini.options.items()}
+    found = {name: (value, f"{ini.path} (uWSGI's default)") for name, value in ini.defaults.items()}
+    found |= {name: (value, ini.origins.get(name, ini.path)) for name, value in ini.options.items()}
     if ini.app is not None:
         found[sources.APP_KEY] = (ini.app, ini.origins.get(sources.APP_KEY, ini.path))
     return found
