@@ -236,6 +236,7 @@ fn listen_for_reopen(shared: &Arc<Shared>, id: usize) {
     match signal(SignalKind::user_defined1()) {
         Ok(user1) => drop(tokio::spawn(reopen_logs_on_signal(
             Arc::clone(shared),
+            id,
             user1,
         ))),
         Err(error) => log::warning(&format!(
@@ -245,7 +246,11 @@ fn listen_for_reopen(shared: &Arc<Shared>, id: usize) {
 }
 
 /// SIGUSR1: open the log files again (logrotate), off the GIL.
-async fn reopen_logs_on_signal(shared: Arc<Shared>, mut user1: tokio::signal::unix::Signal) {
+async fn reopen_logs_on_signal(
+    shared: Arc<Shared>,
+    id: usize,
+    mut user1: tokio::signal::unix::Signal,
+) {
     while user1.recv().await.is_some() {
         if let Err(error) = log::reopen() {
             log::warning(&format!("SIGUSR1: cannot open --log-file again: {error}"));
@@ -253,6 +258,7 @@ async fn reopen_logs_on_signal(shared: Arc<Shared>, mut user1: tokio::signal::un
         if let Some(access_log) = &shared.access_log {
             access_log.reopen();
         }
+        log::info(&format!("worker {id}: log files reopened"));
     }
 }
 

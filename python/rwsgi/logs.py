@@ -24,7 +24,7 @@ class ServerLogHandler(logging.Handler):
         """Format ``record`` (with its traceback, if any) and hand it to the server log."""
         try:
             _rwsgi.log_line(record.levelno, record.name, self.format(record))
-        except Exception:  # noqa: BLE001 - logging's own contract: never raise from emit
+        except Exception:  # logging's own contract: emit never raises
             self.handleError(record)
 
 
