@@ -149,3 +149,29 @@ def test_sigusr1_reopens_the_log_file_and_the_access_log(start_server: ServerFac
     assert wait_for_text(log, r"app says truncated$").startswith("[rwsgi ")
     server.stop()
     assert (text_of(old_log), text_of(old_access)) == before
+
+
+def test_a_log_file_in_a_missing_folder_is_refused_naming_the_option() -> None:
+    from support.process import run_to_exit
+
+    code, err = run_to_exit(
+        "apps.core", "--http", "127.0.0.1:0", "--log-file", "/no/such/folder/server.log"
+    )
+    assert code != 0
+    assert "--log-file" in err and "does not exist" in err, err
+
+
+def test_an_app_that_configured_logging_keeps_it() -> None:
+    import logging
+
+    from rwsgi.logs import install
+
+    root = logging.getLogger()
+    own = logging.NullHandler()
+    root.addHandler(own)
+    try:
+        before = list(root.handlers)
+        assert install() is False
+        assert root.handlers == before
+    finally:
+        root.removeHandler(own)

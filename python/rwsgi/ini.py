@@ -5,8 +5,11 @@ comments (``#`` also after a value, behind whitespace), repeated keys as lists,
 ``%(key)`` interpolation, the magic variables ``%d %n %c %p %s %k %h %%`` and
 ``$(ENV)``. Each uWSGI key maps through ``_KEYS`` onto an rwsgi option (the
 value converted with ``Option.from_text``), the app spec, a start-up note, or
-an error; merging with the command line and applying ``env``/``logto`` is left
-to the CLI. Errors name the file, the line and the key.
+an error; merging with the command line and applying ``env`` is left to the
+CLI. The logging keys: ``logto`` is ``--log-file``, ``disable-logging`` is
+``--disable-access-log``, ``logformat``/``log-format`` are templates read as
+written, and a file without ``disable-logging`` logs every request, as uWSGI does.
+Errors name the file, the line and the key.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the master ~1 MiB and 15 ms at start-up
     from typing import Any
 
-__all__ = ["IniConfig", "IniError", "read_ini", "redirect_stderr", "split_spec"]
+__all__ = ["IniConfig", "IniError", "read_ini", "split_spec"]
 
 _BY_NAME = {option.name: option for option in OPTIONS}
 _TOKEN = re.compile(r"%\(([^)]*)\)|%(.)|\$\(([^)]*)\)")
@@ -56,9 +59,6 @@ class IniConfig:
         """``MODULE:CALLABLE`` from ``module``/``callable``/``wsgi-file``, if any."""
         self.env: list[tuple[str, str]] = []
         """``env = KEY=VALUE`` pairs, to set in the master before the app is loaded."""
-        self.logto: str | None = None
-        """Kept for the CLI: always ``None`` now that ``logto`` sets ``log_file``
-        (the server opens it, and reopens it on SIGUSR1)."""
         self.defaults: dict[str, object] = {}
         """Options uWSGI's behaviour implies for this file (every request logged
         when it has no ``disable-logging``): under everything else, even rwsgi's
@@ -416,13 +416,3 @@ def read_ini(path: str, section: str = "uwsgi", lenient: bool = False) -> IniCon
         raise IniError(f"{path}: no [{section}] section")
     reader.read()
     return reader.finish()
-
-
-def redirect_stderr(path: str) -> None:
-    """``logto``: append fd 2 (the master's and, inherited, the workers') to ``path``."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        sys.stderr.flush()
-        os.dup2(fd, 2)
-    finally:
-        os.close(fd)
