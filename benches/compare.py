@@ -46,17 +46,23 @@ from procstat import (
     session_pids,
     wait_until_idle,
 )
-from report import machine_header, render
+from recorded import publish, record, rerender_charts
+from report import TITLE, machine_header, render
 from servers import (
     BENCHES,
     CHUNK_BYTES,
     HOST,
+    OBSERVED_FLAGS,
     SCENARIOS,
     SERVERS,
     Scenario,
     Server,
     display_command,
     load_reference,
+    observed_server,
+    remove_scratch,
+    scratch_sizes,
+    venv_python,
 )
 
 
@@ -284,6 +290,11 @@ def measure(server: Server, scenario: Scenario, args: argparse.Namespace, logfil
         result["stop_s"], note = stop_server(proc, args.stop_grace)
         if note:
             result["stop_note"] = note
+        # What the server really wrote there (rwsgi-observed's access log).
+        written = scratch_sizes(port)
+        if written:
+            result["scratch_bytes"] = written
+        remove_scratch(port)
     return result
 
 
@@ -371,6 +382,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1, help="seconds of load before measuring")
     parser.add_argument("--output", type=Path, help="also write the report (markdown) here")
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="put the report in benches/RESULTS.md (in place of the last one), its figures "
+        "in benches/results/compare.json, and redraw benches/charts/",
+    )
+    parser.add_argument(
+        "--observed-flags",
+        default="auto",
+        help="hello_observed: what rwsgi-observed turns on, comma-separated of "
+        f"{','.join(OBSERVED_FLAGS)}; auto: access-log, and stats when the installed rwsgi "
+        "lists --stats-http",
+    )
     parser.add_argument("--json", type=Path, help="write every run's raw figures here")
     parser.add_argument(
         "--from-json", type=Path, help="run nothing: print the report of a --json file again"
@@ -415,7 +439,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = check_args(parser, parser.parse_args(argv), SCENARIOS, SERVERS)
     if args.connections < 1 or args.hold_timeout <= 0:
         parser.error("--connections and --hold-timeout must be positive")
+    if args.observed_flags != "auto":
+        flags = tuple(f.strip() for f in args.observed_flags.split(",") if f.strip())
+        unknown = [f for f in flags if f not in OBSERVED_FLAGS]
+        if unknown:
+            parser.error(
+                f"--observed-flags: unknown {unknown}; choose from {','.join(OBSERVED_FLAGS)} "
+                "or auto"
+            )
+        args.observed_flags = flags
     return args
+
+
+def observed_flags(args: argparse.Namespace) -> tuple[str, ...]:
+    """--observed-flags, with auto resolved against the installed rwsgi's --help."""
+    if args.observed_flags != "auto":
+        return tuple(args.observed_flags)
+    try:
+        done = subprocess.run(
+            [venv_python(args.venv), "-m", "rwsgi", "--help"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    except OSError:
+        return ("access-log",)
+    if "--stats-http" in done.stdout:
+        return ("access-log", "stats")
+    log("hello_observed: the installed rwsgi has no --stats-http; rwsgi-observed logs only")
+    return ("access-log",)
 
 
 def check_args(
@@ -446,7 +496,10 @@ def collect(args: argparse.Namespace) -> dict:
     """Run every scenario; everything the report is made from."""
     # rwsgi first in every table: the ratios are to it.
     servers = sorted(args.servers, key=lambda n: n != "rwsgi")
-    missing = {name: SERVERS[name].installed(args.venv) for name in servers}
+    table = dict(SERVERS)
+    if "hello_observed" in args.scenarios and "rwsgi-observed" in servers:
+        table["rwsgi-observed"] = observed_server(observed_flags(args))
+    missing = {name: table[name].installed(args.venv) for name in servers}
     for name, why in missing.items():
         if why:
             log(f"{name}: {why}")
@@ -468,17 +521,18 @@ def collect(args: argparse.Namespace) -> dict:
             name: missing[name]
             or unanswered
             or (
-                f"n/a: {', '.join(SERVERS[name].only)} only"
-                if SERVERS[name].only and scenario.name not in SERVERS[name].only
+                f"n/a: {', '.join(table[name].only)} only"
+                if table[name].only and scenario.name not in table[name].only
                 else None
             )
             for name in servers
+            if table[name].runs_in(scenario)
         }
-        runnable = [name for name in servers if not status[name]]
+        runnable = [name for name in status if not status[name]]
         data["status"][scenario.name] = status
         data["commands"][scenario.name] = {
-            name: f"`{' '.join(display_command(SERVERS[name].command(args.venv, scenario, 0)))}`"
-            + (f" ({SERVERS[name].note(scenario)})" if SERVERS[name].note(scenario) else "")
+            name: f"`{' '.join(display_command(table[name].command(args.venv, scenario, 0)))}`"
+            + (f" ({table[name].note(scenario)})" if table[name].note(scenario) else "")
             for name in runnable
         }
         data["runs"] += interleave(
@@ -486,7 +540,7 @@ def collect(args: argparse.Namespace) -> dict:
             scenario,
             args,
             lambda name, round_no, scenario=scenario: measure_quietly(
-                SERVERS[name],
+                table[name],
                 scenario,
                 args,
                 args.logs / f"{scenario.name}-{name}-r{round_no}.log",
@@ -511,7 +565,10 @@ def main(argv: list[str] | None = None) -> int:
         nofile = raise_nofile(wanted)
         if nofile < wanted:
             log(f"RLIMIT_NOFILE is {nofile}, under the {wanted} wanted: connections will fail")
-        data = collect(args)
+        try:
+            data = collect(args)
+        finally:
+            remove_scratch()
         if args.json:
             args.json.write_text(json.dumps(data, indent=1))
     report = render(data)
@@ -519,6 +576,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         args.output.write_text(report)
         log(f"wrote {args.output}")
+    if args.publish:
+        # Its own sections are its title's and the scenarios'; what follows
+        # (the hand-written notes, the other benches') stays.
+        own = re.compile(rf"## ({'|'.join(map(re.escape, SCENARIOS))}): ")
+        publish(report, TITLE, first=True, own_heading=lambda line: bool(own.match(line)))
+        record("compare", data, {name: SCENARIOS[name].title for name in data["scenarios"]})
+        rerender_charts(args.venv)
     return 0
 
 

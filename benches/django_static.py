@@ -45,6 +45,7 @@ from compare import (
 )
 from holdconn import raise_nofile
 from procstat import read_text
+from recorded import RESULTS, publish, record, rerender_charts
 from report import (
     COLUMNS,
     UWSGI_READ_ERRORS,
@@ -79,7 +80,6 @@ STATIC_DIR = PROJECT / "static"
 STATIC_URL = "/static"
 NGINX = Path("/usr/sbin/nginx")
 MIME_TYPES = Path("/etc/nginx/mime.types")
-RESULTS = BENCHES / "RESULTS.md"
 TITLE = "## Django and static files (benches/django_static.py)"
 
 # --------------------------------------------------------------------------
@@ -631,21 +631,6 @@ def render(data: dict, scenario_defs: dict[str, Scenario]) -> str:
     return "\n".join(report)
 
 
-def publish(report: str, path: Path) -> None:
-    """Put the report in RESULTS.md: in place of an earlier one (from its
-    title to the next ``## `` heading), else at the end."""
-    text = path.read_text() if path.exists() else ""
-    start = text.find(TITLE)
-    if start >= 0:
-        after = text.find("\n## ", start + len(TITLE))
-        rest = text[after + 1 :] if after >= 0 else ""
-        text = text[:start] + report.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + report.rstrip("\n") + "\n"
-    path.write_text(text)
-    log(f"wrote {path}")
-
-
 # --------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------
@@ -672,7 +657,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ab-concurrency", type=int, default=1_000)
     parser.add_argument("--ab-timeout", type=int, default=30, help="ab's -s, s")
     parser.add_argument("--ab-rounds", type=int, default=1, help="ab runs per server; 0: none")
-    parser.add_argument("--publish", action="store_true", help=f"put the report in {RESULTS}")
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help=f"put the report in {RESULTS}, its figures in benches/results/django_static.json, "
+        "and redraw benches/charts/",
+    )
     parser.add_argument(
         "--make-static", action="store_true", help="only write the static files (setup.sh)"
     )
@@ -807,7 +797,10 @@ def main(argv: list[str] | None = None) -> int:
     report = render(data, scenario_defs)
     print(report, flush=True)
     if args.publish:
-        publish(report, RESULTS)
+        publish(report, TITLE)
+        titles = {name: scenario_defs[name].title for name in data["scenarios"]}
+        record("django_static", data, titles)
+        rerender_charts(args.venv)
     return 0
 
 

@@ -725,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         if args.json:
             args.json.write_text(json.dumps(data, indent=1))
-    reload.publish(render(data), args.output, args.append)
+    reload.publish(render(data), args.output, args.append, bench="fleet", data=data)
     return 0
 
 

@@ -59,6 +59,7 @@ from procstat import (
     session_pids,
     wait_until_idle,
 )
+from recorded import is_results, record, rerender_charts
 from servers import (
     BENCHES,
     HOST,
@@ -307,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.output, "a" if args.append else "w") as f:
             f.write(("\n" if args.append else "") + report)
         log(f"wrote {args.output}")
+        if is_results(args.output):
+            record("nginx", data, {name: SCENARIOS[name].title for name in data["scenarios"]})
+            rerender_charts(args.venv)
     return 0
 
 

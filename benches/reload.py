@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import recorded
 from compare import stop_server
 
 BENCHES = Path(__file__).resolve().parent
@@ -927,12 +928,15 @@ def main(argv: list[str] | None = None) -> int:
         data = collect(args)
         if args.json:
             args.json.write_text(json.dumps(data, indent=1))
-    publish(render(data), args.output, args.append)
+    publish(render(data), args.output, args.append, bench="reload", data=data)
     return 0
 
 
-def publish(report: str, output: Path | None, append: bool) -> None:
-    """Print the report and, with --output, write it (--append: after what is there)."""
+def publish(
+    report: str, output: Path | None, append: bool, *, bench: str = "", data: dict | None = None
+) -> None:
+    """Print the report and, with --output, write it (--append: after what is
+    there); when that is RESULTS.md, ``data`` is recorded as results/BENCH.json."""
     print(report, flush=True)
     if output:
         if append and output.exists():
@@ -940,6 +944,8 @@ def publish(report: str, output: Path | None, append: bool) -> None:
         else:
             output.write_text(report)
         log(f"wrote {output}")
+        if bench and data is not None and recorded.is_results(output):
+            recorded.record(bench, data, {})
 
 
 if __name__ == "__main__":

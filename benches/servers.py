@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
+import socket
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +41,9 @@ class Scenario:
     # The body is the framework's: held to the app's own answer in-process
     # (``load_reference``), not to a constant here.
     reference: bool = False
+    # Only these servers run it (the others are left out of its table, not
+    # shown as n/a): a pair of one server's configurations, like hello_observed.
+    servers: tuple[str, ...] = ()
 
     @property
     def target(self) -> str:
@@ -74,6 +80,17 @@ SCENARIOS = {
     s.name: s
     for s in (
         Scenario("hello", "hello world", "hello", workers=2, threads=1, connections=100),
+        # Issue 16's cost: the same hello on rwsgi with its access log and
+        # metrics off, then on, in one run; the notes give the ratio.
+        Scenario(
+            "hello_observed",
+            "hello world, rwsgi with the access log and metrics off vs on",
+            "hello",
+            workers=2,
+            threads=1,
+            connections=100,
+            servers=("rwsgi", "rwsgi-observed"),
+        ),
         Scenario("sleep", "time.sleep(0.01) app", "sleep", workers=2, threads=8, connections=200),
         Scenario("get1m", "GET, 1 MiB response", "get1m", workers=2, threads=1, connections=100),
         Scenario(
@@ -202,6 +219,16 @@ class Server:
     ready_once: bool = False
     only: tuple[str, ...] = ()  # scenarios it can run; empty means all
     note: Callable[[Scenario], str] = lambda s: ""
+    # False: left out of the tables of scenarios it does not run (instead of
+    # an n/a row), for a variant that exists for one scenario only.
+    listed: bool = True
+
+    def runs_in(self, scenario: Scenario) -> bool:
+        """Whether its row belongs in ``scenario``'s table at all (it may
+        still be n/a there: see ``only``)."""
+        if scenario.servers:
+            return self.name in scenario.servers
+        return self.listed or not self.only or scenario.name in self.only
 
 
 def venv_bin(venv: Path, name: str) -> Path:
@@ -250,6 +277,75 @@ def _rwsgi(venv: Path, s: Scenario, port: int) -> list[str]:
         # --keepalive-timeout; the peers measured beside it keep them too.
         argv += ["--keepalive-timeout", "300"]
     return argv
+
+
+# What rwsgi-observed turns on: "access-log" (a real file, so the cost of
+# writing it counts) and "stats" (the metrics endpoint, issue 16; compare.py's
+# --observed-flags auto adds it when the installed rwsgi lists --stats-http).
+OBSERVED_FLAGS = ("access-log", "stats")
+
+_scratch_root: Path | None = None
+
+
+def scratch(port: int) -> Path:
+    """The directory of one run's files (rwsgi-observed's access log), under
+    the harness's temp dir; ``remove_scratch`` deletes it after the run."""
+    global _scratch_root
+    if _scratch_root is None:
+        _scratch_root = Path(tempfile.mkdtemp(prefix="rwsgi-bench-"))
+    path = _scratch_root / f"run-{port}"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def scratch_sizes(port: int) -> dict[str, int]:
+    """The bytes each of a run's scratch files holds (what was really written)."""
+    if _scratch_root is None or not (_scratch_root / f"run-{port}").is_dir():
+        return {}
+    return {f.name: f.stat().st_size for f in sorted((_scratch_root / f"run-{port}").iterdir())}
+
+
+def remove_scratch(port: int | None = None) -> None:
+    """Delete one run's scratch files (or, with no port, the whole temp dir)."""
+    global _scratch_root
+    if _scratch_root is None:
+        return
+    if port is None:
+        shutil.rmtree(_scratch_root, ignore_errors=True)
+        _scratch_root = None
+    else:
+        shutil.rmtree(_scratch_root / f"run-{port}", ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def observed_server(flags: tuple[str, ...]) -> Server:
+    """rwsgi's command plus the observability ``flags`` (of ``OBSERVED_FLAGS``)."""
+
+    def command(venv: Path, s: Scenario, port: int) -> list[str]:
+        argv = _rwsgi(venv, s, port)
+        if "access-log" in flags:
+            log = scratch(port) / "access.log" if port else Path("TMP/access.log")
+            argv += ["--access-log", str(log)]
+        if "stats" in flags:
+            stats = f"{HOST}:{_free_port()}" if port else f"{HOST}:STATS_PORT"
+            argv += ["--stats", stats, "--stats-http"]
+        return argv
+
+    shown = " and ".join(f for f in OBSERVED_FLAGS if f in flags) or "nothing"
+    return Server(
+        "rwsgi-observed",
+        command,
+        _needs_import("rwsgi._rwsgi"),
+        ready=r"worker \d+ \(pid \d+\) ready",
+        only=("hello_observed",),
+        listed=False,
+        note=lambda s: f"rwsgi with {shown} on; the access log is a file in the run's temp dir",
+    )
 
 
 def _bjoern(venv: Path, s: Scenario, port: int) -> list[str]:
@@ -306,6 +402,8 @@ SERVERS = {
         Server(
             "rwsgi", _rwsgi, _needs_import("rwsgi._rwsgi"), ready=r"worker \d+ \(pid \d+\) ready"
         ),
+        # The default; compare.py replaces it with its --observed-flags.
+        observed_server(("access-log",)),
         Server(
             "hyper",
             _hyper,

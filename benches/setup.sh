@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Installs everything benches/compare.py, nginx.py, reload.py, fleet.py and
-# django_static.py run: wrk, ab (apache2-utils), libev, iproute2 and nginx-light
-# (Debian), the peer servers, whitenoise and rwsgi (from this checkout) in
-# benches/.venv, django_static.py's static files, and the bare hyper server
-# (benches/hyper_bare, release build).
+# Installs everything benches/compare.py, nginx.py, reload.py, fleet.py,
+# django_static.py and charts.py run: wrk, ab (apache2-utils), libev, iproute2
+# and nginx-light (Debian), the peer servers, whitenoise, matplotlib and rwsgi
+# (from this checkout) in benches/.venv, django_static.py's static files, and
+# the bare hyper server (benches/hyper_bare, release build).
 #
 #   bash benches/setup.sh             # everything
 #   bash benches/setup.sh --no-rwsgi  # peers only (rwsgi's build is skipped)
@@ -52,6 +52,9 @@ if $peers; then
     # too: its per-request cost is in the figures); the 1 MiB file it serves
     # is generated (shop.css is committed; both are checked byte for byte).
     "$venv/bin/python" -m pip install "whitenoise==6.12.0"
+    # charts.py's PNGs of the results (pinned: the same results give the same
+    # pictures). Benchmark-only: rwsgi and its tests never import it.
+    "$venv/bin/python" -m pip install "matplotlib==3.11.2"
     "$venv/bin/python" "$here/django_static.py" --make-static
     cargo build --release --manifest-path "$here/hyper_bare/Cargo.toml"
 fi

@@ -102,6 +102,10 @@ pub(crate) struct Config {
     pub chmod_socket: Option<u32>,
     /// `USER[:GROUP]` owning the unix socket files created.
     pub chown_socket: Option<String>,
+    /// `--uid`: the user the loaders and workers switch to (resolved to a number).
+    pub uid: Option<u32>,
+    /// `--gid`: their group; without it, the `--uid` user's primary group.
+    pub gid: Option<u32>,
     /// Who may connect to TCP uwsgi listeners; empty means loopback only.
     pub uwsgi_allow_from: Vec<Network>,
     pub workers: usize,
@@ -293,6 +297,8 @@ impl Config {
         }
         let chmod_socket: Option<u32> = item(dict, "chmod_socket")?;
         let chown_socket: Option<String> = item(dict, "chown_socket")?;
+        let uid: Option<u32> = item(dict, "uid")?;
+        let gid: Option<u32> = item(dict, "gid")?;
         // Ranges are the option table's to check (once, at the front door);
         // a value that does not fit its type here is still a config error.
         let workers: usize = item(dict, "workers")?;
@@ -301,6 +307,8 @@ impl Config {
             listeners,
             chmod_socket,
             chown_socket,
+            uid,
+            gid,
             uwsgi_allow_from,
             workers,
             threads,

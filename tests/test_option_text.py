@@ -61,7 +61,8 @@ def test_the_readmes_option_table_is_the_tables() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     begin = readme.index("-->\n", readme.index("<!-- options table:")) + 4
     end = readme.index("<!-- end of options table -->")
-    assert readme[begin:end] == markdown_table(), "regenerate it: python python/rwsgi/options.py"
+    fix = "regenerate it: python python/rwsgi/options.py README.md"
+    assert readme[begin:end] == markdown_table(), fix
 
 
 def test_no_two_options_claim_one_ini_key() -> None:

@@ -21,11 +21,6 @@ from collections.abc import Callable
 
 from rwsgi.options import OPTIONS, OptionError, text_bool
 
-TYPE_CHECKING = False
-
-if TYPE_CHECKING:  # typing costs the master ~1 MiB and 15 ms at start-up
-    from typing import Any
-
 __all__ = ["IniConfig", "IniError", "read_ini", "split_spec"]
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -268,30 +263,6 @@ def _home(reader: _Reader, line: _Line, value: str) -> None:
         )
 
 
-def _identity(kind: str) -> Handler:
-    def handle(reader: _Reader, line: _Line, value: str) -> None:
-        import grp
-        import pwd
-
-        current = os.getuid() if kind == "uid" else os.getgid()
-        lookup: Callable[[str], Any] = pwd.getpwnam if kind == "uid" else grp.getgrnam
-        try:
-            wanted = int(value) if value.isdigit() else lookup(value)[2]
-        except KeyError:
-            raise reader.error(
-                line, f"no {'user' if kind == 'uid' else 'group'} {value!r}"
-            ) from None
-        if wanted != current:
-            raise reader.error(
-                line,
-                f"rwsgi does not switch {kind}s and runs as {kind} {current}, not {value}: "
-                "start it as that user (systemd User=/Group=)",
-            )
-        reader.note(line, f"already running as {value}; rwsgi does not switch {kind}s")
-
-    return handle
-
-
 def _logto(reader: _Reader, line: _Line, value: str) -> None:
     reader.set(line, "log_file", value.strip())
     path = reader.result.options["log_file"]
@@ -345,8 +316,6 @@ _KEYS |= {
     "home": _home,
     "virtualenv": _home,
     "venv": _home,
-    "uid": _identity("uid"),
-    "gid": _identity("gid"),
     "buffer-size": _note("rwsgi accepts request heads up to 64 KiB, whatever this says"),
     "stats": _note("no stats server yet (it comes with rwsgi's stats support); ignored"),
     "reload-on-as": _note(_UNHONOURED + "address space is not memory use; use --reload-on-rss"),

@@ -249,6 +249,42 @@ def _owner(name: str, value: object) -> str | None:
     return value
 
 
+def _run_as(kind: str) -> Callable[[str, object], int | None]:
+    """A check for ``uid`` (``kind`` "user") or ``gid`` ("group"): a name or a
+    number, resolved to the number; switching needs the server to start as root."""
+
+    def check(name: str, value: object) -> int | None:
+        if value is None:
+            return None
+        import grp
+        import pwd
+
+        text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        if not isinstance(text, str) or not text:
+            raise OptionError(f"{name} must be a {kind} name or number, got {value!r}")
+        if text.isdigit():
+            number = int(text)
+        else:
+            try:
+                number = pwd.getpwnam(text).pw_uid if kind == "user" else grp.getgrnam(text).gr_gid
+            except KeyError:
+                raise OptionError(f"{name}: no {kind} named {text!r}") from None
+        current = os.geteuid() if kind == "user" else os.getegid()
+        if number != current and os.geteuid() != 0:
+            raise OptionError(
+                f"{name}: switching to {kind} {text!r} needs the server to start as root "
+                f"(it runs as {'uid' if kind == 'user' else 'gid'} {current}); start it as "
+                f"that {kind} instead (systemd User=/Group=)"
+            )
+        return number
+
+    return check
+
+
+_user = _run_as("user")
+_group = _run_as("group")
+
+
 def _networks(name: str, value: object) -> list[str]:
     import ipaddress
 
@@ -501,6 +537,24 @@ OPTIONS: tuple[Option, ...] = (
         "owner of the unix sockets created: USER, USER:GROUP or :GROUP",
         metavar="USER[:GROUP]",
         ini=("chown-socket",),
+    ),
+    Option(
+        "uid",
+        _user,
+        None,
+        "user the workers run as (a name or a number); the master binds the sockets "
+        "and stays root to supervise, as gunicorn's --user does; needs root",
+        metavar="USER",
+        ini=("uid",),
+    ),
+    Option(
+        "gid",
+        _group,
+        None,
+        "group the workers run as (a name or a number); default: the --uid user's "
+        "primary group; needs root",
+        metavar="GROUP",
+        ini=("gid",),
     ),
     Option(
         "uwsgi_allow_from",
@@ -929,5 +983,20 @@ def markdown_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+def _rewrite_readme(path: str) -> None:
+    """Put the current table between the README's options-table markers."""
+    with open(path, encoding="utf-8") as file:
+        text = file.read()
+    begin = text.index("-->\n", text.index("<!-- options table:")) + 4
+    end = text.index("<!-- end of options table -->")
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(text[:begin] + markdown_table() + text[end:])
+
+
 if __name__ == "__main__":
-    print(markdown_table(), end="")
+    import sys
+
+    if sys.argv[1:]:  # python python/rwsgi/options.py README.md
+        _rewrite_readme(sys.argv[1])
+    else:
+        print(markdown_table(), end="")

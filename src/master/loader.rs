@@ -31,6 +31,7 @@ use crate::net::BoundAddress;
 use crate::worker::{self, WorkerListener, WorkerSpec, EXIT_APP_LOAD};
 
 use super::fork::{self, exit_child, Forked};
+use super::privileges::{self, RunAs};
 
 /// What a worker is started with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,6 +215,16 @@ pub(crate) fn run(py: Python<'_>, mut context: LoaderContext<'_>, link: UnixStre
         context.number, context.config.app_label
     ));
     context.exits = exit_on_signals();
+    // Before the app is imported, and before the parent-death signal is
+    // set: a change of user clears it.
+    let run_as = RunAs {
+        uid: context.config.uid,
+        gid: context.config.gid,
+    };
+    if let Err(error) = privileges::switch(run_as) {
+        log::error(&format!("loader: --uid/--gid: {error}"));
+        return EXIT_APP_LOAD;
+    }
     if !die_with(context.master) {
         return 0;
     }

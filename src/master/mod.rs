@@ -14,6 +14,7 @@ mod fork;
 mod loader;
 mod manage;
 mod pidfile;
+mod privileges;
 mod reap;
 mod reload;
 mod signals;
