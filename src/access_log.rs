@@ -5,21 +5,27 @@
 //! slow or full destination (a pipe nobody reads, a full disk) never holds
 //! up a response: lines are dropped instead, with one warning a minute.
 //!
-//! Formats: `common` and `combined` (Apache's), and `runserver`, the lines
-//! Django's development server prints (`[01/Dec/2026 14:05:00] "GET / HTTP/1.1" 200 1234`).
+//! The layouts (`format.rs`): `common` and `combined` (Apache's),
+//! `runserver` (Django's development server's), `json`, and uWSGI-style
+//! `%(name)` templates. SIGUSR1 has the writer open its file again between
+//! two batches (logrotate), losing no line.
+
+pub(crate) mod format;
 
 use std::fs::File;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use crate::clock;
-pub(crate) use crate::config::AccessLogFormat as Format;
 use crate::finished::Finished as Entry;
 use crate::log;
-use crate::request::{Peer, RequestHead};
+use crate::log::time::LocalTime;
+pub(crate) use format::Format;
 
 /// Buffered bytes past which a batch goes to the writer at once.
 const BATCH: usize = 32 * 1024;
@@ -31,66 +37,135 @@ const WARN_EVERY: u64 = 60;
 /// A worker's access log.
 pub(crate) struct AccessLog {
     format: Format,
+    /// The worker's position, for `%(wid)`.
+    wid: usize,
+    pid: u32,
     state: Mutex<State>,
     batches: SyncSender<Batch>,
+    /// A reopen that could not be queued (the queue was full): the writer
+    /// does it before its next batch.
+    reopen_late: Arc<AtomicBool>,
 }
 
 /// What the writer thread is handed.
 enum Batch {
     Lines(Vec<u8>),
+    /// Open the file again before the next batch (SIGUSR1).
+    Reopen,
     /// Answer once everything before it is written (the worker's end).
     Barrier(std::sync::mpsc::Sender<()>),
 }
 
+/// The texts of one second, made once for all its lines.
+struct Stamps {
+    unix: u64,
+    apache: String,
+    runserver: String,
+    iso: String,
+    ctime: String,
+}
+
+impl Stamps {
+    fn at(unix: u64) -> Self {
+        let local = LocalTime::local(unix);
+        Self {
+            unix,
+            apache: local.apache(),
+            runserver: local.runserver(),
+            iso: local.iso(None),
+            ctime: local.ctime(),
+        }
+    }
+}
+
 struct State {
     buffer: Vec<u8>,
-    /// The second the cached timestamp is for, and its text.
-    stamp: (u64, String),
+    stamps: Stamps,
     dropped: u64,
     warned_at: u64,
 }
 
+/// Where the lines go.
+enum Destination {
+    Stdout,
+    /// fd 2: the error log (`--log-file` points it at its file).
+    Stderr,
+    File(String),
+}
+
+impl Destination {
+    fn open(&self) -> std::io::Result<Box<dyn Write + Send>> {
+        Ok(match self {
+            Self::Stdout => Box::new(std::io::stdout()),
+            Self::Stderr => Box::new(std::io::stderr()),
+            Self::File(path) => Box::new(File::options().create(true).append(true).open(path)?),
+        })
+    }
+}
+
 impl AccessLog {
-    /// Log to `destination` (`-` for standard output, else a file opened
-    /// for appending, created if missing).
-    pub(crate) fn open(destination: &str, format: Format) -> std::io::Result<Self> {
-        let out: Box<dyn Write + Send> = if destination == "-" {
-            Box::new(std::io::stdout())
-        } else {
-            Box::new(
-                File::options()
-                    .create(true)
-                    .append(true)
-                    .open(destination)?,
-            )
+    /// Log to `destination` (`-` for standard output, `stderr` for the
+    /// error log, else a file opened for appending, created if missing),
+    /// as worker `wid`.
+    pub(crate) fn open(destination: &str, format: Format, wid: usize) -> std::io::Result<Self> {
+        let destination = match destination {
+            "-" => Destination::Stdout,
+            "stderr" => Destination::Stderr,
+            path => Destination::File(path.to_owned()),
         };
+        let out = destination.open()?;
         let (batches, queue) = sync_channel(QUEUED_BATCHES);
+        let reopen_late = Arc::new(AtomicBool::new(false));
+        let late = Arc::clone(&reopen_late);
         std::thread::Builder::new()
             .name("rwsgi-access-log".into())
-            .spawn(move || write_batches(&queue, out))?;
+            .spawn(move || write_batches(&queue, &destination, out, &late))?;
         Ok(Self {
             format,
+            wid,
+            pid: std::process::id(),
             state: Mutex::new(State {
                 buffer: Vec::with_capacity(BATCH),
-                stamp: (u64::MAX, String::new()),
+                stamps: Stamps::at(clock::unix_seconds()),
                 dropped: 0,
                 warned_at: 0,
             }),
             batches,
+            reopen_late,
         })
     }
 
     /// Add the line for `entry`.
     pub(crate) fn record(&self, entry: &Entry<'_>) {
+        let micros = u64::try_from(entry.started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let mut state = self.state.lock();
         let second = clock::unix_seconds();
-        if state.stamp.0 != second {
-            state.stamp = (second, timestamp(second, self.format));
+        if state.stamps.unix != second {
+            state.stamps = Stamps::at(second);
         }
-        let State { buffer, stamp, .. } = &mut *state;
-        format_line(buffer, &stamp.1, self.format, entry);
+        let State { buffer, stamps, .. } = &mut *state;
+        let context = format::Context {
+            apache: &stamps.apache,
+            runserver: &stamps.runserver,
+            iso: &stamps.iso,
+            ctime: &stamps.ctime,
+            unix: stamps.unix,
+            wid: self.wid,
+            pid: self.pid,
+            micros,
+        };
+        format::format_line(buffer, &self.format, entry, &context);
         if state.buffer.len() >= BATCH {
             self.hand_over(&mut state);
+        }
+    }
+
+    /// SIGUSR1: what is buffered goes to the current file, later lines to
+    /// the file opened again at the same path.
+    pub(crate) fn reopen(&self) {
+        self.flush();
+        if self.batches.try_send(Batch::Reopen).is_err() {
+            self.reopen_late.store(true, Ordering::SeqCst);
         }
     }
 
@@ -131,12 +206,31 @@ impl AccessLog {
     }
 }
 
-/// The writer thread: write each batch; a failed write drops it (warned once a minute).
-fn write_batches(queue: &Receiver<Batch>, mut out: Box<dyn Write + Send>) {
+/// The writer thread: write each batch; a failed write drops it (warned
+/// once a minute); reopen the file between batches when asked.
+fn write_batches(
+    queue: &Receiver<Batch>,
+    destination: &Destination,
+    mut out: Box<dyn Write + Send>,
+    reopen_late: &AtomicBool,
+) {
     let mut warned_at = 0;
+    let reopen = |out: &mut Box<dyn Write + Send>| match destination.open() {
+        Ok(file) => *out = file,
+        Err(error) => log::warning(&format!(
+            "access log: cannot open it again ({error}); writing on to the old file"
+        )),
+    };
     while let Ok(batch) = queue.recv() {
+        if reopen_late.swap(false, Ordering::SeqCst) {
+            reopen(&mut out);
+        }
         let batch = match batch {
             Batch::Lines(lines) => lines,
+            Batch::Reopen => {
+                reopen(&mut out);
+                continue;
+            }
             Batch::Barrier(done) => {
                 let _ = done.send(());
                 continue;
@@ -160,144 +254,5 @@ pub(crate) async fn flush_every_second(log: std::sync::Arc<AccessLog>) {
     loop {
         ticks.tick().await;
         log.flush();
-    }
-}
-
-fn format_line(out: &mut Vec<u8>, stamp: &str, format: Format, entry: &Entry<'_>) {
-    let head = entry.head;
-    let bytes = entry
-        .sent
-        .map_or_else(|| "-".to_owned(), |bytes| bytes.to_string());
-    let request_line = |out: &mut Vec<u8>| {
-        out.push(b'"');
-        escaped(out, head.method());
-        out.push(b' ');
-        escaped(out, head.uri());
-        out.push(b' ');
-        out.extend_from_slice(protocol(head).as_bytes());
-        out.push(b'"');
-    };
-    match format {
-        Format::Runserver => {
-            out.push(b'[');
-            out.extend_from_slice(stamp.as_bytes());
-            out.extend_from_slice(b"] ");
-            request_line(out);
-            let _ = write!(out, " {} {}", entry.status, bytes);
-        }
-        Format::Common | Format::Combined => {
-            // Behind a proxy (uwsgi), the client is the one it names.
-            let proxied = head
-                .from_proxy
-                .then(|| head.cgi().find(|(name, _)| *name == b"REMOTE_ADDR"))
-                .flatten();
-            match (proxied, entry.peer) {
-                (Some((_, address)), _) => escaped(out, address),
-                (None, Peer::Tcp(address)) => {
-                    let _ = write!(out, "{}", address.ip());
-                }
-                (None, Peer::Unix) => out.push(b'-'),
-            }
-            out.extend_from_slice(b" - - [");
-            out.extend_from_slice(stamp.as_bytes());
-            out.extend_from_slice(b"] ");
-            request_line(out);
-            let _ = write!(out, " {} {}", entry.status, bytes);
-            if format == Format::Combined {
-                for name in [&b"referer"[..], b"user-agent"] {
-                    out.extend_from_slice(b" \"");
-                    escaped(out, head.header(name).unwrap_or(b"-"));
-                    out.push(b'"');
-                }
-            }
-        }
-    }
-    out.push(b'\n');
-}
-
-fn protocol(head: &RequestHead) -> &str {
-    match &head.protocol {
-        crate::request::Protocol::Http10 => "HTTP/1.0",
-        crate::request::Protocol::Http11 => "HTTP/1.1",
-        crate::request::Protocol::Other(span) => {
-            std::str::from_utf8(head.slice(span)).unwrap_or("HTTP/?")
-        }
-    }
-}
-
-/// Client text as it was, but quotes, backslashes and control or non-ASCII
-/// bytes escaped (`\xNN`), so no request can forge a line.
-fn escaped(out: &mut Vec<u8>, text: &[u8]) {
-    for &byte in text {
-        match byte {
-            b'"' | b'\\' => {
-                out.push(b'\\');
-                out.push(byte);
-            }
-            0x20..=0x7e => out.push(byte),
-            _ => {
-                let _ = write!(out, "\\x{byte:02x}");
-            }
-        }
-    }
-}
-
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// `01/Dec/2026:14:05:00 +0000` (common) or `01/Dec/2026 14:05:00` (runserver), in UTC.
-fn timestamp(unix: u64, format: Format) -> String {
-    let (year, month, day) = civil_date(unix / 86_400);
-    let seconds = unix % 86_400;
-    let (hour, minute, second) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
-    let month = MONTHS[(month - 1) as usize];
-    match format {
-        Format::Runserver => {
-            format!("{day:02}/{month}/{year} {hour:02}:{minute:02}:{second:02}")
-        }
-        _ => format!("{day:02}/{month}/{year}:{hour:02}:{minute:02}:{second:02} +0000"),
-    }
-}
-
-/// The (year, month, day) of a day count since 1970-01-01 (Howard
-/// Hinnant's days-to-civil algorithm).
-fn civil_date(days: u64) -> (i64, u32, u32) {
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{civil_date, escaped, timestamp, Format};
-
-    #[test]
-    fn dates_in_both_layouts() {
-        assert_eq!(civil_date(0), (1970, 1, 1));
-        assert_eq!(civil_date(11_016), (2000, 2, 29));
-        // 2026-12-01 14:05:00 UTC
-        let at = 1_796_133_900;
-        assert_eq!(timestamp(at, Format::Common), "01/Dec/2026:14:05:00 +0000");
-        assert_eq!(timestamp(at, Format::Runserver), "01/Dec/2026 14:05:00");
-    }
-
-    #[test]
-    fn client_text_cannot_forge_a_line() {
-        let mut out = Vec::new();
-        escaped(&mut out, b"/a\"b\\c\r\n\x7f\xff");
-        assert_eq!(out, b"/a\\\"b\\\\c\\x0d\\x0a\\x7f\\xff");
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+pub(crate) use crate::access_log::Format as AccessLogFormat;
 use crate::error::{Error, Result};
+use crate::log::Level;
 
 /// What a listener speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,8 +129,15 @@ pub(crate) struct Config {
     pub touch_reload: Vec<String>,
     /// `--access-log`: `-` or a file (`None`: off).
     pub access_log: Option<String>,
-    /// `--access-log-format`.
+    /// `--access-log-format`, parsed once here.
     pub access_log_format: AccessLogFormat,
+    // -- the error log (issue 16) --
+    /// `--log-file`: where fd 2 points (`None`: stderr as inherited).
+    pub log_file: Option<PathBuf>,
+    /// `--log-level`.
+    pub log_level: Level,
+    /// `--log-format json`.
+    pub log_json: bool,
     // Request timeouts (harakiri).
     /// `--harakiri`: longest an app call (and the pulls of its streamed
     /// body) may run before the watchdog answers 504; zero: off.
@@ -212,27 +221,6 @@ fn to_duration(option: &'static str, value: f64) -> Result<Duration> {
             option,
             message: format!("{value} is not a number of seconds from 0 to {LONGEST_DURATION:?}"),
         })
-}
-
-/// The access log's line layouts (`--access-log-format`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum AccessLogFormat {
-    Common,
-    Combined,
-    /// Django's development server's lines.
-    Runserver,
-}
-
-impl AccessLogFormat {
-    /// The format named `name`.
-    pub(crate) fn named(name: &str) -> Option<Self> {
-        match name {
-            "common" => Some(Self::Common),
-            "combined" => Some(Self::Combined),
-            "runserver" => Some(Self::Runserver),
-            _ => None,
-        }
-    }
 }
 
 /// A URL prefix served from a folder (`--static-map`, `--internal-map`).
@@ -339,14 +327,17 @@ impl Config {
             internal_map: mounts(dict, "internal_map")?,
             autoreload: seconds(dict, "autoreload")?,
             touch_reload: item(dict, "touch_reload")?,
-            access_log: item(dict, "access_log")?,
+            access_log: access_log(dict)?,
             access_log_format: {
-                let name: String = item(dict, "access_log_format")?;
-                AccessLogFormat::named(&name).ok_or_else(|| Error::Config {
+                let text: String = item(dict, "access_log_format")?;
+                AccessLogFormat::parse(&text).map_err(|message| Error::Config {
                     option: "access_log_format",
-                    message: format!("{name:?} is not common, combined or runserver"),
+                    message,
                 })?
             },
+            log_file: item(dict, "log_file")?,
+            log_level: log_level(dict)?,
+            log_json: log_json(dict)?,
             // Request timeouts (harakiri).
             harakiri: seconds(dict, "harakiri")?,
             harakiri_grace: seconds(dict, "harakiri_grace")?,
@@ -375,6 +366,36 @@ impl Config {
             reload_on_rss: item::<u64>(dict, "reload_on_rss")?.saturating_mul(1 << 20),
             health_drain_delay: seconds(dict, "health_drain_delay")?,
         })
+    }
+}
+
+/// `--access-log`, unless `--disable-access-log`, which wins over every
+/// way of turning it on (the Django development mode, an ini file).
+fn access_log(dict: &Bound<'_, PyDict>) -> Result<Option<String>> {
+    if item(dict, "disable_access_log")? {
+        return Ok(None);
+    }
+    item(dict, "access_log")
+}
+
+fn log_level(dict: &Bound<'_, PyDict>) -> Result<Level> {
+    let name: String = item(dict, "log_level")?;
+    Level::named(&name).ok_or_else(|| Error::Config {
+        option: "log_level",
+        message: format!("{name:?} is not debug, info, warning or error"),
+    })
+}
+
+/// `--log-format`: true for json, false for text.
+fn log_json(dict: &Bound<'_, PyDict>) -> Result<bool> {
+    let name: String = item(dict, "log_format")?;
+    match name.as_str() {
+        "text" => Ok(false),
+        "json" => Ok(true),
+        _ => Err(Error::Config {
+            option: "log_format",
+            message: format!("{name:?} is not text or json"),
+        }),
     }
 }
 

@@ -53,6 +53,15 @@ fn serve(
         ));
     }
     let config = config::Config::from_dict(options, label)?;
+    log::configure(
+        config.log_level,
+        config.log_json,
+        config.log_file.as_deref(),
+    )
+    .map_err(|error| error::Error::Config {
+        option: "log_file",
+        message: format!("cannot open it: {error}"),
+    })?;
     let arbiter = master::Arbiter::new(config, app, loader)?;
     arbiter.run(py)?;
     Ok(())
@@ -64,6 +73,9 @@ fn _rwsgi(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(serve, module)?)?;
     module.add_class::<wsgi::file_wrapper::FileWrapper>()?;
     module.add_class::<wsgi::input::Input>()?;
+    module.add_class::<wsgi::errors::ErrorStream>()?;
+    module.add_function(wrap_pyfunction!(wsgi::errors::log_line, module)?)?;
+    module.add_function(wrap_pyfunction!(wsgi::errors::log_level, module)?)?;
     module.add_class::<wsgi::start_response::StartResponse>()?;
     module.add(
         "RequestTimeout",

@@ -113,12 +113,22 @@ pub(crate) fn run(py: Python<'_>, spec: WorkerSpec) -> i32 {
     if !py.detach(|| adopt_master(spec.master)) {
         return 0;
     }
+    log::set_worker(spec.id);
+    ignore_reopen_until_serving();
+    // Forked by a loader that may hold a log file rotated since: open ours.
+    if let Err(error) = log::reopen() {
+        log::warning(&format!(
+            "worker {}: cannot open --log-file again: {error}",
+            spec.id
+        ));
+    }
     let boot_handlers = exit_on_stop_signals();
     unblock_stop_signals();
     let app = match load_app(py, &spec) {
         Ok(app) => app,
         Err(code) => return code,
     };
+    bridge_python_logging(py);
     let Some(slot) = spec.board.slot(spec.entry) else {
         log::error(&format!(
             "worker {}: no slot on the workers' board",
@@ -200,6 +210,56 @@ fn exit_on_stop_signals() -> Vec<signal_hook::SigId> {
                 .ok()
         })
         .collect()
+}
+
+/// SIGUSR1 (reopen the logs, forwarded by the master) must never kill a
+/// worker, also before its runtime listens for it: a handler that does
+/// nothing keeps the default action (terminate) away.
+fn ignore_reopen_until_serving() {
+    // SAFETY: the action does nothing, which is async-signal-safe.
+    let _ = unsafe { signal_hook::low_level::register(libc::SIGUSR1, || {}) };
+}
+
+/// When the app left Python's root logger without handlers, send its
+/// records to the server log (`rwsgi.logs`).
+fn bridge_python_logging(py: Python<'_>) {
+    let installed = py
+        .import("rwsgi.logs")
+        .and_then(|logs| logs.call_method0("install"));
+    if let Err(error) = installed {
+        error.print(py);
+    }
+}
+
+/// Have SIGUSR1 reopen the logs from now on (inside the runtime).
+fn listen_for_reopen(shared: &Arc<Shared>, id: usize) {
+    match signal(SignalKind::user_defined1()) {
+        Ok(user1) => drop(tokio::spawn(reopen_logs_on_signal(
+            Arc::clone(shared),
+            id,
+            user1,
+        ))),
+        Err(error) => log::warning(&format!(
+            "worker {id}: SIGUSR1 will not reopen the logs: {error}"
+        )),
+    }
+}
+
+/// SIGUSR1: open the log files again (logrotate), off the GIL.
+async fn reopen_logs_on_signal(
+    shared: Arc<Shared>,
+    id: usize,
+    mut user1: tokio::signal::unix::Signal,
+) {
+    while user1.recv().await.is_some() {
+        if let Err(error) = log::reopen() {
+            log::warning(&format!("SIGUSR1: cannot open --log-file again: {error}"));
+        }
+        if let Some(access_log) = &shared.access_log {
+            access_log.reopen();
+        }
+        log::info(&format!("worker {id}: log files reopened"));
+    }
 }
 
 /// SIGTERM and SIGINT: the signals that stop a worker.
@@ -313,6 +373,7 @@ fn serve(spec: WorkerSpec, app: WsgiApp, boot_handlers: Vec<signal_hook::SigId>)
         for handler in boot_handlers {
             signal_hook::low_level::unregister(handler);
         }
+        listen_for_reopen(&shared, id);
         let Some(accept_loops) = start_accepting(listeners, &shared, id) else {
             return EXIT_START_FAILED;
         };
@@ -409,7 +470,7 @@ fn open_access_log(config: &Config, id: usize) -> std::result::Result<Option<Arc
     let Some(destination) = &config.access_log else {
         return Ok(None);
     };
-    AccessLog::open(destination, config.access_log_format)
+    AccessLog::open(destination, config.access_log_format.clone(), id)
         .map(|log| Some(Arc::new(log)))
         .map_err(|error| {
             log::error(&format!(

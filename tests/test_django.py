@@ -217,6 +217,15 @@ def test_production_with_noreload_serves_with_two_workers(
     assert '"GET / HTTP/1.1"' not in server.stdout(), "production logs no requests by default"
 
 
+def test_disable_access_log_silences_the_development_mode(
+    start_server: ServerFactory, data: Path
+) -> None:
+    server = serve(start_server, PROJECT, data, "--disable-access-log")
+    assert body_of(server) == (200, "hello v0")
+    server.stop()  # the access log is flushed at exit: nothing was there to write
+    assert '"GET / HTTP/1.1"' not in server.stdout()
+
+
 def test_nothreading_is_one_thread(start_server: ServerFactory, data: Path) -> None:
     server = serve(start_server, PROJECT, data, "--nothreading")
     assert "1 worker x 1 thread." in server.stdout()

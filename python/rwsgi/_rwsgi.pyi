@@ -3,7 +3,17 @@
 from collections.abc import Callable
 from typing import Any, final
 
-__all__ = ["FileWrapper", "Input", "RequestTimeout", "StartResponse", "__version__", "serve"]
+__all__ = [
+    "ErrorStream",
+    "FileWrapper",
+    "Input",
+    "RequestTimeout",
+    "StartResponse",
+    "__version__",
+    "log_level",
+    "log_line",
+    "serve",
+]
 
 __version__: str
 
@@ -14,6 +24,24 @@ def serve(
     options: dict[str, Any],
 ) -> None:
     """Run the master until it stops; blocks. Raises OSError if a listener cannot be bound."""
+
+def log_line(levelno: int, source: str, message: str) -> None:
+    """Write ``message`` from ``source`` to the server log at a ``logging`` level number."""
+
+def log_level() -> int:
+    """The least ``logging`` level the server log writes (``--log-level``)."""
+
+@final
+class ErrorStream:
+    """``wsgi.errors``: each complete line written is an ERROR line of the server log."""
+
+    def write(self, text: str) -> int: ...
+    def writelines(self, lines: Any) -> None: ...
+    def flush(self) -> None: ...
+    @staticmethod
+    def isatty() -> bool: ...
+    @staticmethod
+    def writable() -> bool: ...
 
 class RequestTimeout(BaseException):
     """Raised in a thread whose request ran longer than ``--harakiri`` (the client got a 504)."""

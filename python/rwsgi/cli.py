@@ -153,10 +153,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not app:
         parser.error("the app to serve is required, e.g. rwsgi mysite.wsgi:application")
-    if args.ini_logto:
-        from rwsgi.ini import redirect_stderr
-
-        redirect_stderr(args.ini_logto)
     try:
         serve_spec(app, config)
     except (OSError, RuntimeError, ValueError) as error:
@@ -181,10 +177,9 @@ def _apply_ini(args: argparse.Namespace) -> sources.Sourced:
     """The options (and app) of ``--ini FILE[:SECTION]``, each with its FILE:LINE.
 
     Prints the file's notes and sets its ``env`` entries (before the app is
-    loaded, as uWSGI does); ``args.ini_logto`` is where stderr goes once the
-    merged config is valid.
+    loaded, as uWSGI does). What uWSGI's behaviour implies for the file
+    (``ini.defaults``) lies under everything the file itself says.
     """
-    args.ini_logto = None
     if not args.ini:
         return {}
     from rwsgi.ini import read_ini, split_spec
@@ -194,8 +189,8 @@ def _apply_ini(args: argparse.Namespace) -> sources.Sourced:
         print(f"rwsgi: ini {note}", file=sys.stderr)
     for key, value in ini.env:
         os.environ[key] = value
-    args.ini_logto = ini.logto
-    found = {name: (value, ini.origins.get(name, ini.path)) for name, value in ini.options.items()}
+    found = {name: (value, f"{ini.path} (uWSGI's default)") for name, value in ini.defaults.items()}
+    found |= {name: (value, ini.origins.get(name, ini.path)) for name, value in ini.options.items()}
     if ini.app is not None:
         found[sources.APP_KEY] = (ini.app, ini.origins.get(sources.APP_KEY, ini.path))
     return found

@@ -5,8 +5,11 @@ comments (``#`` also after a value, behind whitespace), repeated keys as lists,
 ``%(key)`` interpolation, the magic variables ``%d %n %c %p %s %k %h %%`` and
 ``$(ENV)``. Each uWSGI key maps through ``_KEYS`` onto an rwsgi option (the
 value converted with ``Option.from_text``), the app spec, a start-up note, or
-an error; merging with the command line and applying ``env``/``logto`` is left
-to the CLI. Errors name the file, the line and the key.
+an error; merging with the command line and applying ``env`` is left to the
+CLI. The logging keys: ``logto`` is ``--log-file``, ``disable-logging`` is
+``--disable-access-log``, ``logformat``/``log-format`` are templates read as
+written, and a file without ``disable-logging`` logs every request, as uWSGI does.
+Errors name the file, the line and the key.
 """
 
 from __future__ import annotations
@@ -18,11 +21,19 @@ from collections.abc import Callable
 
 from rwsgi.options import OPTIONS, OptionError, text_bool
 
-__all__ = ["IniConfig", "IniError", "read_ini", "redirect_stderr", "split_spec"]
+__all__ = ["IniConfig", "IniError", "read_ini", "split_spec"]
 
 _BY_NAME = {option.name: option for option in OPTIONS}
 _TOKEN = re.compile(r"%\(([^)]*)\)|%(.)|\$\(([^)]*)\)")
 _MATCH_ALL = (".*", "^.*$", ".+", "^.+$", "(.*)")
+# uWSGI's request-log templates: their %(name) are log variables, not ini
+# keys, so they are read as written (uWSGI does not expand them either).
+_RAW_KEYS = frozenset(("logformat", "log-format"))
+# uWSGI logs every request unless told not to; rwsgi's stand-in for its default line.
+UWSGI_LOG_FORMAT = (
+    "[pid: %(pid)|app: 0|req: -/-] %(addr) (%(user)) [%(ctime)] %(method) %(uri) "
+    "=> generated %(size) bytes in %(msecs) msecs (%(proto) %(status))"
+)
 
 
 class IniError(OptionError):
@@ -43,8 +54,10 @@ class IniConfig:
         """``MODULE:CALLABLE`` from ``module``/``callable``/``wsgi-file``, if any."""
         self.env: list[tuple[str, str]] = []
         """``env = KEY=VALUE`` pairs, to set in the master before the app is loaded."""
-        self.logto: str | None = None
-        """``logto``: the file the master's stderr goes to once the config is valid."""
+        self.defaults: dict[str, object] = {}
+        """Options uWSGI's behaviour implies for this file (every request logged
+        when it has no ``disable-logging``): under everything else, even rwsgi's
+        own config files and environment."""
         self.notes: list[str] = []
         """One start-up line each: ``FILE:LINE: message``."""
 
@@ -114,7 +127,10 @@ class _Reader:
         return _TOKEN.sub(replace, text)
 
     def read(self) -> None:
-        values = [self.expand(line, line.raw, (line.key,)) for line in self.lines]
+        values = [
+            line.raw if line.key in _RAW_KEYS else self.expand(line, line.raw, (line.key,))
+            for line in self.lines
+        ]
         for line, value in zip(self.lines, values, strict=True):
             handler = _KEYS.get(line.key)
             if handler is not None:
@@ -164,6 +180,15 @@ class _Reader:
             if ":" not in module:
                 module += ":" + (self.callable or "application")
             result.app = module
+        if "disable_access_log" not in result.options and "access_log" not in result.options:
+            # uWSGI logs every request to its log unless disable-logging says not to.
+            result.defaults["access_log"] = "stderr"
+            if "access_log_format" not in result.options:
+                result.defaults["access_log_format"] = UWSGI_LOG_FORMAT
+            result.notes.append(
+                f"{result.path}: no disable-logging: every request is logged to the server "
+                "log as uWSGI does (--disable-access-log or disable-logging = true turns it off)"
+            )
         chdir = result.options.get("chdir")
         if isinstance(chdir, str) and "static_map" in result.options:
             # uWSGI resolves a relative static folder after its chdir; rwsgi before it.
@@ -239,11 +264,14 @@ def _home(reader: _Reader, line: _Line, value: str) -> None:
 
 
 def _logto(reader: _Reader, line: _Line, value: str) -> None:
-    path = os.path.abspath(value)
-    if not os.path.isdir(os.path.dirname(path)):
-        raise reader.error(line, f"the folder of {path!r} does not exist")
-    reader.result.logto = path
-    reader.note(line, f"rwsgi's log (master and workers) goes to {path} from here on")
+    reader.set(line, "log_file", value.strip())
+    path = reader.result.options["log_file"]
+    reader.note(line, f"rwsgi's log (master and workers) goes to {path} (--log-file)")
+
+
+def _disable_logging(reader: _Reader, line: _Line, value: str) -> None:
+    reader.result.options["disable_access_log"] = _is_true(reader, line, value)
+    reader.result.origins["disable_access_log"] = f"{reader.result.path}:{line.lineno}"
 
 
 def _expires(reader: _Reader, line: _Line, value: str) -> None:
@@ -283,7 +311,7 @@ _KEYS |= {
     "static-expires-uri": _expires,
     "vacuum": _accept,
     "die-on-term": _accept,
-    "disable-logging": _accept,
+    "disable-logging": _disable_logging,
     "logto": _logto,
     "home": _home,
     "virtualenv": _home,
@@ -356,13 +384,3 @@ def read_ini(path: str, section: str = "uwsgi", lenient: bool = False) -> IniCon
         raise IniError(f"{path}: no [{section}] section")
     reader.read()
     return reader.finish()
-
-
-def redirect_stderr(path: str) -> None:
-    """``logto``: append fd 2 (the master's and, inherited, the workers') to ``path``."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        sys.stderr.flush()
-        os.dup2(fd, 2)
-    finally:
-        os.close(fd)

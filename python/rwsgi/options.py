@@ -372,6 +372,21 @@ def _log_destination(name: str, value: object) -> str | None:
     return _pidfile(name, value)
 
 
+def _access_log_destination(name: str, value: object) -> str | None:
+    """``-``, ``stderr`` (the error log) or a file, as ``_log_destination``."""
+    if value == "stderr":
+        return value
+    return _log_destination(name, value)
+
+
+def _access_log_format(name: str, value: object) -> str:
+    """A format name or a template; the server parses it once (and names a
+    placeholder it does not know)."""
+    if not isinstance(value, str) or not value:
+        raise OptionError(f"{name} must be a format name or a %(name) template, got {value!r}")
+    return value
+
+
 def _choice(*choices: str) -> Callable[[str, object], str]:
     def check(name: str, value: object) -> str:
         if value not in choices:
@@ -657,20 +672,58 @@ OPTIONS: tuple[Option, ...] = (
         repeatable=True,
         ini=("touch-reload",),
     ),
-    # -- the access log (issue 14's runserver lines; issue 16 extends it) --
+    # -- the access log and the error log (issue 16) --
     Option(
         "access_log",
-        _log_destination,
+        _access_log_destination,
         None,
-        "log one line per request to this file, or - for standard output, written by the "
-        "I/O side after the response is sent (off by default)",
+        "log one line per request to this file, - for standard output or stderr for the "
+        "error log (--log-file), written by the I/O side after the response is sent (off by "
+        "default)",
         metavar="PATH",
     ),
     Option(
         "access_log_format",
-        _choice("common", "combined", "runserver"),
+        _access_log_format,
         "common",
-        "layout of --access-log lines: common, combined (Apache's) or runserver (Django's)",
+        "layout of --access-log lines: common, combined (Apache's), runserver (Django's), "
+        "json, or a template in uWSGI's logformat syntax (its placeholders are listed in the "
+        "README's Logging section)",
+        metavar="FORMAT",
+        ini=("logformat", "log-format"),
+    ),
+    Option(
+        "disable_access_log",
+        _bool,
+        False,
+        "no access log, whatever else turns it on (the Django development mode, an ini file "
+        "without disable-logging); uWSGI's disable-logging",
+        flag=True,
+    ),
+    Option(
+        "log_file",
+        _pidfile,
+        None,
+        "write the server log (master, workers, the app's logging and wsgi.errors, stray "
+        "prints) to this file instead of stderr: opened for appending, its folder must exist; "
+        "SIGUSR1 opens it again (logrotate)",
+        metavar="PATH",
+        ini=("logto",),
+    ),
+    Option(
+        "log_level",
+        _choice("debug", "info", "warning", "error"),
+        "info",
+        "least important server log lines written: debug, info, warning or error (also for "
+        "the app's logging when it configured none)",
+        metavar="LEVEL",
+    ),
+    Option(
+        "log_format",
+        _choice("text", "json"),
+        "text",
+        "server log lines as text ([rwsgi PID] LEVEL message) or json (one object a line: "
+        "time, level, pid, worker, source, message)",
         metavar="FORMAT",
     ),
     # Request timeouts (harakiri).

@@ -26,7 +26,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGKILL, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1};
 
 use crate::board::{self, Board};
 use crate::config::Config;
@@ -408,8 +408,22 @@ impl Arbiter {
                 self.notifier.status(&self.status_line());
             }
             SIGTTOU if self.stopping.is_none() => self.remove_position(),
+            SIGUSR1 => self.reopen_logs(),
             _ => {}
         }
+    }
+
+    /// SIGUSR1 (logrotate): open `--log-file` again here, then have every
+    /// worker reopen its own log files.
+    fn reopen_logs(&mut self) {
+        if let Err(error) = log::reopen() {
+            log::warning(&format!("SIGUSR1: cannot open --log-file again: {error}"));
+        }
+        self.fleet.learn_pids(&self.board);
+        for pid in self.fleet.workers.iter().filter_map(|worker| worker.pid) {
+            kill(pid, SIGUSR1);
+        }
+        log::info("SIGUSR1: log files reopened");
     }
 
     /// SIGTERM/SIGINT: drain first when `--health-drain-delay` asks.

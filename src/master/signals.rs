@@ -8,14 +8,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1};
 use signal_hook::SigId;
 
 use crate::error::{Error, Result};
 
 /// The signals the master acts on, in the order they are dispatched; Python's
 /// own handlers for them are set aside while the master runs.
-pub(crate) const HANDLED: [i32; 7] = [SIGCHLD, SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU];
+pub(crate) const HANDLED: [i32; 8] = [
+    SIGCHLD, SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR1,
+];
 
 /// Signals received since the last `wait`, and the pipe that wakes the loop.
 pub(crate) struct SignalQueue {

@@ -7,6 +7,7 @@
 //! stretches of Python is watched (`crate::harakiri`, `timeout.rs`).
 
 pub(crate) mod environ;
+pub(crate) mod errors;
 pub(crate) mod file_wrapper;
 pub(crate) mod input;
 pub(crate) mod output;

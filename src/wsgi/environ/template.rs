@@ -12,6 +12,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use super::recent::RecentFields;
 use crate::config::Config;
 use crate::request::{Peer, Request};
+use crate::wsgi::errors::ErrorStream;
 use crate::wsgi::file_wrapper::FileWrapper;
 use crate::wsgi::input::Input;
 
@@ -50,7 +51,8 @@ fn constant_keys<'py>(py: Python<'py>, config: &Config) -> PyResult<Bound<'py, P
     base.set_item("SERVER_SOFTWARE", SOFTWARE)?;
     base.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
     base.set_item("wsgi.url_scheme", "http")?;
-    base.set_item("wsgi.errors", py.import("sys")?.getattr("stderr")?)?;
+    // One stream per template: its lines go to the server log at ERROR.
+    base.set_item("wsgi.errors", Py::new(py, ErrorStream::default())?)?;
     base.set_item("wsgi.multithread", config.threads > 1)?;
     base.set_item("wsgi.multiprocess", config.workers > 1)?;
     base.set_item("wsgi.run_once", false)?;
