@@ -25,7 +25,6 @@ pub(crate) struct Finished<'a> {
     /// When the request's head had been read.
     pub started: Instant,
     /// When its answer was ready (body read, then static file or app).
-    #[expect(dead_code, reason = "read by the stats, being built (issue 16)")]
     pub answered: Instant,
 }
 
