@@ -130,6 +130,10 @@ def options_from_args(args: argparse.Namespace, skip: Collection[str] = ()) -> d
 def main(argv: list[str] | None = None) -> int:
     """Run the server from command-line arguments; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["top"]:  # a client of a running server's --stats listener
+        from rwsgi.top import main as top
+
+        return top(argv[1:])
     if argv[:1] == ["bundle"]:  # a subcommand of its own, before the server's flags
         from rwsgi.bundle import main as bundle
 

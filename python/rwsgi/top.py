@@ -241,10 +241,13 @@ def render(stats: dict[str, Any], table: list[Row], interval: float, source: str
     return lines
 
 
-def _draw(screen: Any, lines: list[str], footer: str) -> None:
+def _draw(screen: Any, lines: list[str], footer: str, repaint: bool) -> None:
     import curses
 
-    screen.erase()
+    if repaint:  # after a key: the whole screen again, not just what changed
+        screen.clear()
+    else:
+        screen.erase()
     height, width = screen.getmaxyx()
     for y, line in enumerate(lines[: max(height - 1, 0)]):
         try:
@@ -267,6 +270,7 @@ def _live(screen: Any, address: Address, interval: float) -> None:
     taken = 0.0
     lines: list[str] = []
     problem = ""
+    repaint = False
     while True:
         now = time.monotonic()
         try:
@@ -281,7 +285,8 @@ def _live(screen: Any, address: Address, interval: float) -> None:
         footer = "q quits, + / - change the interval"
         if problem:
             footer = f"{problem} (retrying)  |  {footer}"
-        _draw(screen, lines, footer)
+        _draw(screen, lines, footer, repaint)
+        repaint = False
         deadline = now + interval
         while (left := deadline - time.monotonic()) > 0:
             screen.timeout(max(int(left * 1000), 1))
@@ -294,6 +299,7 @@ def _live(screen: Any, address: Address, interval: float) -> None:
                 interval = max(interval / 2, _MIN_INTERVAL)
             else:
                 continue
+            repaint = True
             break
 
 
