@@ -248,7 +248,7 @@ mod tests {
         );
         assert!(text.contains("rwsgi_request_app_seconds_count 3"), "{text}");
         assert!(
-            text.contains("rwsgi_request_app_seconds_bucket{le=\"0.001\"} 2"),
+            text.contains("rwsgi_request_app_seconds_bucket{le=\"0.0001\"} 2"),
             "{text}"
         );
         assert!(
