@@ -221,8 +221,21 @@ fn ignore_reopen_until_serving() {
 }
 
 /// When the app left Python's root logger without handlers, send its
-/// records to the server log (`rwsgi.logs`).
-fn bridge_python_logging(py: Python<'_>) {
+/// records to the server log (`rwsgi.logs`). Only for an app that uses
+/// `logging` by the time it is loaded (every framework does): importing it
+/// for an app that does not would cost each worker about 1 MiB, and such
+/// an app's later records still reach the same stream through Python's
+/// last-resort handler. The loader does it once after a preload, so the
+/// module is shared by its workers; in a worker it is then a no-op.
+pub(crate) fn bridge_python_logging(py: Python<'_>) {
+    let uses_logging = py
+        .import("sys")
+        .and_then(|sys| sys.getattr("modules"))
+        .and_then(|modules| modules.contains("logging"))
+        .unwrap_or(false);
+    if !uses_logging {
+        return;
+    }
     let installed = py
         .import("rwsgi.logs")
         .and_then(|logs| logs.call_method0("install"));

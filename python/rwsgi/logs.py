@@ -1,7 +1,10 @@
 """Python's ``logging`` into the server log.
 
-Each worker calls ``install()`` once the app is loaded: when the app left the
-root logger without handlers (it configured no logging), its records go to
+Each worker (or, after a preload, the loader) calls ``install()`` once the
+app is loaded and if the app imported ``logging`` by then (frameworks do; an
+app that does not is spared the import, and its later records reach the same
+stream through Python's last-resort handler). When the app left the root
+logger without handlers (it configured no logging), its records go to
 rwsgi's log (``--log-file`` or stderr) in the server's own line format
 (``--log-format``), filtered by ``--log-level``, each line naming its logger.
 An app that configured logging keeps its own setup untouched.

@@ -234,6 +234,10 @@ pub(crate) fn run(py: Python<'_>, mut context: LoaderContext<'_>, link: UnixStre
             Err(code) => return code,
         }
     }
+    if context.app.is_some() {
+        // The app is loaded here (preload): see what it did to logging now.
+        worker::bridge_python_logging(py);
+    }
     // Move what the master made (the app included) out of the collector's
     // reach, so collections in a worker do not touch, and so copy, the
     // pages it shares with this loader.
