@@ -7,7 +7,7 @@
 //! A busy worker reads its siblings' entries to see whether one could serve
 //! a connection waiting on its socket (see `server.rs`), with no message
 //! between processes; the master's stats server reads it too (each entry
-//! embeds the worker's request counters, see `stats::counters`).
+//! embeds the worker's request counters, see `crate::counters`).
 //!
 //! The board's doorbell is a pipe whose write end every process inherits:
 //! a worker that changed something the master must act on (ready, wants
@@ -16,7 +16,7 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
-use crate::stats::Counters;
+use crate::counters::Counters;
 
 /// Most entries a board holds (processes alive at once, old and new).
 pub(crate) const MAX_SLOTS: usize = 1024;

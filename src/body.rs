@@ -198,7 +198,7 @@ impl BodySink {
     /// The body as the app will read it (writes went straight to the file,
     /// so nothing is left to fail here).
     pub(crate) fn finish(self) -> RequestBody {
-        crate::stats::received(self.len);
+        crate::counters::received(self.len);
         match self.held {
             Held::Nothing => RequestBody::Empty,
             Held::One(data) => RequestBody::Memory(data),
@@ -224,7 +224,7 @@ impl BodySink {
             return Err(self.error(source));
         }
         self.held = Held::File(file);
-        crate::stats::spooled();
+        crate::counters::spooled();
         Ok(())
     }
 

@@ -28,9 +28,9 @@ impl Drop for Busy<'_> {
 
 impl Capacity {
     /// `slot` is this worker's on the board (its counters become the
-    /// process's, see `stats::adopt`).
+    /// process's, see `counters::adopt`).
     pub(crate) fn new(threads: usize, slot: &'static Slot) -> Self {
-        crate::stats::adopt(slot.counters());
+        crate::counters::adopt(slot.counters());
         Self {
             slot,
             threads: u32::try_from(threads).unwrap_or(u32::MAX),

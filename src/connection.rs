@@ -163,7 +163,7 @@ pub(crate) fn account(shared: &Shared, finished: &Finished<'_>) {
     if let Some(access_log) = &shared.access_log {
         access_log.record(finished);
     }
-    crate::stats::record(finished);
+    crate::counters::count(&finished.counted());
     shared.recycler.request_done();
 }
 

@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use crate::counters::Answered;
 use crate::request::{Peer, Request, RequestHead};
 use crate::response::encode::{Encoded, Framing};
 
@@ -51,6 +52,25 @@ impl<'a> Finished<'a> {
             response: &encoded.head,
             started,
             answered,
+        }
+    }
+
+    /// What the worker's counters add for this request (now is when its
+    /// answer was handed to the socket).
+    pub(crate) fn counted(&self) -> Answered {
+        // A small body travels inside `response`, after the head's blank line.
+        let body = if self.response.ends_with(b"\r\n\r\n") {
+            self.sent.unwrap_or(0)
+        } else {
+            0
+        };
+        Answered {
+            protocol: self.protocol,
+            status: self.status,
+            received: self.head.bytes.len() as u64,
+            sent: self.response.len() as u64 + body,
+            app: self.answered.saturating_duration_since(self.started),
+            total: self.started.elapsed(),
         }
     }
 }

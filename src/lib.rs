@@ -10,6 +10,7 @@ mod capacity;
 mod clock;
 mod config;
 mod connection;
+mod counters;
 mod deadline;
 mod error;
 mod finished;

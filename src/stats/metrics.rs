@@ -9,8 +9,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::counters::{BUCKETS_US, CLASSES, PROTOCOLS};
 use super::report::{Reason, Totals};
+use crate::counters::{BUCKETS_US, CLASSES, PROTOCOLS};
 
 /// The `Content-Type` of what `text` returns.
 pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;

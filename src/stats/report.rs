@@ -6,8 +6,8 @@
 
 use serde_json::{json, Value};
 
-use super::counters::{Counters, BUCKETS_US, CLASSES, PROTOCOLS};
 use crate::board::Slot;
+use crate::counters::{Counters, BUCKETS_US, CLASSES, PROTOCOLS};
 
 /// Why a worker process was replaced, as `/metrics` labels it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -101,7 +101,7 @@ impl WsgiApp {
             Some(match result {
                 Ok(response) => response,
                 Err(error) => {
-                    crate::stats::exception();
+                    crate::counters::exception();
                     log::error(&format!(
                         "the app failed on {}; answering 500:",
                         request.head.describe()

@@ -1,8 +1,10 @@
 //! What each worker counts about the requests it answers, in its entry of
 //! the workers' board (shared memory the master reads when a stats client
 //! connects): relaxed atomic adds on the worker's own cache lines, no lock,
-//! no system call and no allocation per request. Turning the counts into
-//! JSON or Prometheus text is the master's (`stats::report`, `stats::metrics`).
+//! no system call and no allocation per request. The request's path calls
+//! the free functions below (`count` from `connection::account`, the others
+//! where a body is spooled or an app raises); turning the counts into JSON
+//! or Prometheus text is the master's (`stats::report`, `stats::metrics`).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -275,11 +277,44 @@ pub(crate) fn mine() -> Option<&'static Counters> {
     MINE.get().copied()
 }
 
+/// Count one answered request (from `connection::account`, on the I/O side).
+pub(crate) fn count(answered: &Answered) {
+    if let Some(counters) = mine() {
+        counters.count(answered);
+    }
+}
+
+/// Count an app call that raised.
+pub(crate) fn exception() {
+    if let Some(counters) = mine() {
+        counters.count_exception();
+    }
+}
+
+/// Count a request body moved to a spool file.
+pub(crate) fn spooled() {
+    if let Some(counters) = mine() {
+        counters.count_spooled();
+    }
+}
+
+/// Count request body bytes read.
+pub(crate) fn received(bytes: u64) {
+    if let Some(counters) = mine() {
+        counters.count_received(bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Answered, BUCKETS_US};
-    use crate::board::Board;
+    use super::{Answered, Counters, BUCKETS_US};
     use std::time::Duration;
+
+    /// Counters in their own memory, as the board's zero-filled mapping makes them.
+    fn zeroed() -> Box<Counters> {
+        // SAFETY: Counters is atomics only, for which all zeroes is a valid value.
+        Box::new(unsafe { std::mem::zeroed() })
+    }
 
     fn answered(status: u16, millis: u64) -> Answered {
         Answered {
@@ -294,8 +329,7 @@ mod tests {
 
     #[test]
     fn counts_by_class_and_bucket() {
-        let (board, _bell) = Board::new(1).expect("mapped");
-        let counters = board.slot(0).expect("slot").counters();
+        let counters = zeroed();
         counters.count(&answered(200, 1));
         counters.count(&answered(404, 30));
         counters.count(&answered(999, 60_000));
