@@ -79,6 +79,23 @@ def test_startup_lines_name_the_address_and_every_worker(start_server) -> None:
     assert served <= set(pids.values())
 
 
+def _context_switches(pid: int) -> int:
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return int(fields["voluntary_ctxt_switches"]) + int(fields["nonvoluntary_ctxt_switches"])
+
+
+def test_an_idle_master_sleeps(start_server) -> None:
+    # Its loop once woke every millisecond (a filled position's respawn
+    # time, long past, counted as due): 1,600 wake-ups in two seconds.
+    server = start_server("apps.core", workers=2)
+    before = _context_switches(server.pid)
+    time.sleep(2)
+    woke = _context_switches(server.pid) - before
+    assert woke < 100, f"the idle master woke {woke} times in 2 s"
+
+
 def test_killed_worker_is_respawned_and_service_continues(start_server) -> None:
     server = start_server("apps.sleep:application", workers=2)
     old = server.worker_pids[1]

@@ -325,8 +325,12 @@ impl Arbiter {
         let now = Instant::now();
         let mut wake = now + IDLE_TICK;
         if self.stopping.is_none() {
-            for position in &self.fleet.positions {
-                wake = wake.min(position.respawn_at);
+            // Only an empty position waits for its respawn time: a filled
+            // one's is in the past, and would wake the loop every 1 ms.
+            for (index, position) in self.fleet.positions.iter().enumerate() {
+                if !self.fleet.is_filled(index + 1) {
+                    wake = wake.min(position.respawn_at);
+                }
             }
             for due in self.fleet.active().filter_map(|worker| worker.due) {
                 wake = wake.min(due);
