@@ -136,8 +136,9 @@ impl AccessLog {
     }
 
     /// Add the line for `entry`.
-    pub(crate) fn record(&self, entry: &Entry<'_>) {
-        let micros = u64::try_from(entry.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    /// `took` is the time from its head read to now, when it is accounted.
+    pub(crate) fn record(&self, entry: &Entry<'_>, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         let mut state = self.state.lock();
         let second = clock::unix_seconds();
         if state.stamps.unix != second {

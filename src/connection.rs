@@ -160,10 +160,11 @@ pub(crate) fn route(
 
 /// Account for one answered request: its access log line, its count.
 pub(crate) fn account(shared: &Shared, finished: &Finished<'_>) {
+    let took = finished.started.elapsed();
     if let Some(access_log) = &shared.access_log {
-        access_log.record(finished);
+        access_log.record(finished, took);
     }
-    crate::counters::count(&finished.counted());
+    crate::counters::count(&finished.counted(took));
     shared.recycler.request_done();
 }
 

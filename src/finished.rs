@@ -4,7 +4,7 @@
 //! and hand it to `connection::account`, on the I/O side with no GIL, once
 //! the answer is on its way.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::counters::Answered;
 use crate::request::{Peer, Request, RequestHead};
@@ -55,9 +55,9 @@ impl<'a> Finished<'a> {
         }
     }
 
-    /// What the worker's counters add for this request (now is when its
-    /// answer was handed to the socket).
-    pub(crate) fn counted(&self) -> Answered {
+    /// What the worker's counters add for this request, `took` from its
+    /// head read to its answer handed to the socket.
+    pub(crate) fn counted(&self, took: Duration) -> Answered {
         // A small body travels inside `response`, after the head's blank line.
         let body = if self.response.ends_with(b"\r\n\r\n") {
             self.sent.unwrap_or(0)
@@ -70,7 +70,7 @@ impl<'a> Finished<'a> {
             received: self.head.bytes.len() as u64,
             sent: self.response.len() as u64 + body,
             app: self.answered.saturating_duration_since(self.started),
-            total: self.started.elapsed(),
+            total: took,
         }
     }
 }
