@@ -458,7 +458,12 @@ mod tests {
             decimal(&mut out, n);
             assert_eq!(out, n.to_string().as_bytes());
         }
-        for address in ["127.0.0.1", "10.200.0.255", "::1", "2001:db8::8a2e:370:7334"] {
+        for address in [
+            "127.0.0.1",
+            "10.200.0.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
             out.clear();
             ip(&mut out, address.parse().expect("an address"));
             assert_eq!(out, address.as_bytes());
