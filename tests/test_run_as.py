@@ -175,3 +175,21 @@ def test_switching_without_root_is_refused_with_what_to_do(monkeypatch: pytest.M
         normalize({"http": ["127.0.0.1:0"], "uid": "0"})
     config = normalize({"http": ["127.0.0.1:0"], "uid": "1000", "gid": 1000})
     assert (config["uid"], config["gid"]) == (1000, 1000)
+
+
+@needs_root
+def test_an_access_log_the_user_cannot_write_stops_the_start(
+    start_server: ServerFactory, app_folder: Path
+) -> None:
+    private = Path(short_tmpdir())  # 0700, root's: nobody cannot create files in it
+    try:
+        log = private / "access.log"
+        assert PYTHON is not None
+        argv = [PYTHON, "-m", "rwsgi", "whoami", "--http", "127.0.0.1:0", "--chdir"]
+        argv += [str(app_folder), "--uid", "nobody", "--access-log", str(log)]
+        package = Path(rwsgi.__file__).resolve().parent.parent
+        server = start_server.argv(argv, env={"PYTHONPATH": str(package)}, wait=False)
+        assert server.wait(timeout=30) != 0
+        assert f"--access-log {log}: the --uid/--gid user cannot open it" in server.logs()
+    finally:
+        shutil.rmtree(private, ignore_errors=True)

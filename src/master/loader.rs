@@ -225,6 +225,11 @@ pub(crate) fn run(py: Python<'_>, mut context: LoaderContext<'_>, link: UnixStre
         log::error(&format!("loader: --uid/--gid: {error}"));
         return EXIT_APP_LOAD;
     }
+    if let Err(message) = privileges::can_write_access_log(run_as, context.config) {
+        // Every worker would fail to open it, and be respawned for ever.
+        log::error(&format!("loader: {message}"));
+        return EXIT_APP_LOAD;
+    }
     if !die_with(context.master) {
         return 0;
     }

@@ -7,6 +7,8 @@
 
 use std::ffi::{CStr, CString};
 
+use crate::config::Config;
+
 /// Who the loaders and workers become.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RunAs {
@@ -104,6 +106,28 @@ pub(crate) fn switch(run_as: RunAs) -> Result<(), SwitchError> {
         }
     }
     Ok(())
+}
+
+/// After a switch, whether the new user can append to the `--access-log`
+/// file its workers will open (an error names the option, file and user).
+pub(crate) fn can_write_access_log(run_as: RunAs, config: &Config) -> Result<(), String> {
+    if run_as.uid.is_none() && run_as.gid.is_none() {
+        return Ok(());
+    }
+    match config.access_log.as_deref() {
+        None | Some("-" | "stderr") => Ok(()),
+        Some(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|error| {
+                format!(
+                    "--access-log {path}: the --uid/--gid user cannot open it: {error} \
+                     (give that user write access, e.g. logrotate's create 0640 USER GROUP)"
+                )
+            }),
+    }
 }
 
 #[cfg(test)]
