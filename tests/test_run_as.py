@@ -193,3 +193,20 @@ def test_an_access_log_the_user_cannot_write_stops_the_start(
         assert f"--access-log {log}: the --uid/--gid user cannot open it" in server.logs()
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+@needs_root
+def test_a_user_number_without_an_entry_needs_a_group(
+    start_server: ServerFactory, app_folder: Path
+) -> None:
+    unknown = next(
+        uid for uid in range(40_000, 60_000) if uid not in {u.pw_uid for u in pwd.getpwall()}
+    )
+    assert PYTHON is not None
+    argv = [PYTHON, "-m", "rwsgi", "whoami", "--http", "127.0.0.1:0", "--chdir"]
+    argv += [str(app_folder), "--uid", str(unknown)]
+    package = Path(rwsgi.__file__).resolve().parent.parent
+    server = start_server.argv(argv, env={"PYTHONPATH": str(package)}, wait=False)
+    assert server.wait(timeout=30) != 0
+    assert f"find the primary group of user {unknown}" in server.logs()
+    assert "give --gid" in server.logs()

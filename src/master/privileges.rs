@@ -75,6 +75,14 @@ pub(crate) fn switch(run_as: RunAs) -> Result<(), SwitchError> {
         user.as_ref()
             .and_then(|(_, entry)| entry.as_ref().map(|e| e.1))
     });
+    if let (Some((uid, None)), None) = (&user, gid) {
+        // Keeping root's group and groups would undo half of the switch.
+        return Err(SwitchError {
+            step: "find the primary group of user",
+            id: *uid,
+            source: std::io::Error::other("it is not in the user database; give --gid"),
+        });
+    }
     if let Some(gid) = gid {
         match user.as_ref().and_then(|(_, entry)| entry.as_ref()) {
             // SAFETY: a NUL-terminated name we own, and a group number.
