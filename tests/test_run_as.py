@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import rwsgi
-from conftest import short_tmpdir, wait_until
+from conftest import _pid_alive, short_tmpdir, wait_until
 from rwsgi.options import OptionError, normalize
 from support.process import Server, ServerFactory, run_to_exit
 
@@ -149,7 +149,8 @@ def test_a_reload_switches_the_new_generation_too(
     server = start(start_server, app_folder, "--uid", "nobody", *gid_args, workers=1)
     old = set(server.worker_pids.values())
     server.send_signal(signal.SIGHUP)
-    wait_until(lambda: not (set(server.worker_pids.values()) & old), timeout=30)
+    # The old worker answers until its replacement is ready, then retires.
+    wait_until(lambda: not any(_pid_alive(pid) for pid in old), timeout=30)
     answer = server.get_json("/")
     assert answer["pid"] not in old
     assert answer["uid"] == NOBODY.pw_uid
@@ -210,3 +211,26 @@ def test_a_user_number_without_an_entry_needs_a_group(
     assert server.wait(timeout=30) != 0
     assert f"find the primary group of user {unknown}" in server.logs()
     assert "give --gid" in server.logs()
+
+
+@needs_root
+def test_a_server_started_as_the_user_itself_accepts_its_own_uid(app_folder: Path) -> None:
+    # An ini file naming the user systemd already runs it as: nothing to switch.
+    assert NOBODY is not None and PYTHON is not None
+    package = app_folder / "pkg"
+    shutil.copytree(Path(rwsgi.__file__).resolve().parent, package / "rwsgi")
+    for path in [package, *package.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    become = (
+        "import os, sys; os.setgroups([]); os.setgid(int(sys.argv[1])); "
+        "os.setuid(int(sys.argv[2])); os.execv(sys.argv[3], sys.argv[3:])"
+    )
+    argv = [PYTHON, "-c", become, str(NOBODY.pw_gid), str(NOBODY.pw_uid)]
+    argv += [PYTHON, "-m", "rwsgi", "whoami", "--http", "127.0.0.1:0", "--chdir", str(app_folder)]
+    argv += ["--uid", "nobody", "--gid", str(NOBODY.pw_gid)]
+    server = Server(argv, env={"PYTHONPATH": str(package)})
+    try:
+        answer = server.get_json("/")
+        assert (answer["uid"], answer["gid"]) == (NOBODY.pw_uid, NOBODY.pw_gid)
+    finally:
+        server.stop()

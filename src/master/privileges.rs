@@ -70,6 +70,12 @@ fn check(result: libc::c_int, step: &'static str, id: u32) -> Result<(), SwitchE
 /// Become `run_as` for good (groups first: they cannot change once the
 /// user is no longer root). Nothing to do when neither is set.
 pub(crate) fn switch(run_as: RunAs) -> Result<(), SwitchError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Not root: the option table only let through the ids we already
+        // run as (an ini file naming the current user), so nothing changes.
+        return Ok(());
+    }
     let user = run_as.uid.map(|uid| (uid, user_entry(uid)));
     let gid = run_as.gid.or_else(|| {
         user.as_ref()
