@@ -51,16 +51,24 @@ Sourced = dict[str, tuple[object, str]]
 """Option name (or ``app``) -> (value, where it came from)."""
 
 
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; a folder this user may not look into has none."""
+    try:
+        return path.is_file()
+    except PermissionError:
+        return False
+
+
 def find_config_file(start: Path | None = None) -> Path | None:
     """``rwsgi.toml`` in ``start`` (default: the current folder), else the first
     ``pyproject.toml`` with a ``[tool.rwsgi]`` table from there up."""
     folder = (start or Path.cwd()).resolve()
     native = folder / "rwsgi.toml"
-    if native.is_file():
+    if _is_file(native):
         return native
     for candidate in (folder, *folder.parents):
         pyproject = candidate / "pyproject.toml"
-        if pyproject.is_file():
+        if _is_file(pyproject):
             text = pyproject.read_text(encoding="utf-8", errors="replace")
             if re.search(r"^\s*\[tool\.rwsgi\]", text, re.MULTILINE):
                 return pyproject
