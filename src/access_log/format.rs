@@ -6,9 +6,12 @@
 
 use std::io::Write;
 
+use bytes::BufMut;
+
 use crate::finished::Finished as Entry;
 use crate::log::json_string;
 use crate::request::{Peer, RequestHead};
+use crate::response::encode::push_decimal;
 
 /// An access log line layout (`--access-log-format`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -204,7 +207,7 @@ pub(crate) fn format_line(out: &mut Vec<u8>, format: &Format, entry: &Entry<'_>,
             out.extend_from_slice(b"] ");
             request_line(out, head);
             out.push(b' ');
-            decimal(out, u64::from(entry.status));
+            push_decimal(out, u64::from(entry.status));
             out.push(b' ');
             field(out, &Field::Size, entry, cx, escaped);
             if *format == Format::Combined {
@@ -297,7 +300,7 @@ fn field(
         Field::Iso => text(out, cx.iso.as_bytes()),
         Field::Ctime => text(out, cx.ctime.as_bytes()),
         Field::Time => {
-            decimal(out, cx.unix);
+            push_decimal(out, cx.unix);
         }
         Field::Method => text(out, head.method()),
         Field::Uri => text(out, head.uri()),
@@ -305,28 +308,28 @@ fn field(
         Field::Query => text(out, head.query()),
         Field::Proto => text(out, protocol(head).as_bytes()),
         Field::Status => {
-            decimal(out, u64::from(entry.status));
+            push_decimal(out, u64::from(entry.status));
         }
         Field::Size => match entry.sent {
             Some(bytes) => {
-                decimal(out, bytes);
+                push_decimal(out, bytes);
             }
             None => out.push(b'-'),
         },
         Field::Msecs => {
-            decimal(out, cx.micros / 1000);
+            push_decimal(out, cx.micros / 1000);
         }
         Field::Micros => {
-            decimal(out, cx.micros);
+            push_decimal(out, cx.micros);
         }
         Field::Referer => text(out, head.header(b"referer").unwrap_or(b"-")),
         Field::Uagent => text(out, head.header(b"user-agent").unwrap_or(b"-")),
         Field::Host => text(out, head.header(b"host").unwrap_or(b"-")),
         Field::Wid => {
-            decimal(out, cx.wid as u64);
+            push_decimal(out, cx.wid as u64);
         }
         Field::Pid => {
-            decimal(out, u64::from(cx.pid));
+            push_decimal(out, u64::from(cx.pid));
         }
         Field::Protocol => text(
             out,
@@ -414,21 +417,6 @@ pub(crate) fn escaped(out: &mut Vec<u8>, text: &[u8]) {
     }
 }
 
-/// `n` in decimal, without the formatting machinery (a line holds several).
-fn decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
 /// A client address as text, on the stack: IPv4 digit by digit (nearly
 /// every line), IPv6 as Rust writes it; no allocation either way.
 struct IpText {
@@ -444,24 +432,15 @@ impl IpText {
         };
         match address {
             std::net::IpAddr::V4(v4) => {
+                let mut rest = &mut text.bytes[..];
                 for (index, octet) in v4.octets().into_iter().enumerate() {
                     if index > 0 {
-                        text.push(b".");
+                        rest.put_u8(b'.');
                     }
-                    let digits = [
-                        b'0' + octet / 100,
-                        b'0' + octet / 10 % 10,
-                        b'0' + octet % 10,
-                    ];
-                    let skip = if octet >= 100 {
-                        0
-                    } else if octet >= 10 {
-                        1
-                    } else {
-                        2
-                    };
-                    text.push(&digits[skip..]);
+                    push_decimal(&mut rest, u64::from(octet));
                 }
+                let left = rest.len();
+                text.len = text.bytes.len() - left;
             }
             std::net::IpAddr::V6(v6) => {
                 let mut rest = &mut text.bytes[..];
@@ -473,12 +452,6 @@ impl IpText {
         text
     }
 
-    fn push(&mut self, part: &[u8]) {
-        let end = (self.len + part.len()).min(self.bytes.len());
-        self.bytes[self.len..end].copy_from_slice(&part[..end - self.len]);
-        self.len = end;
-    }
-
     fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len]
     }
@@ -486,14 +459,14 @@ impl IpText {
 
 #[cfg(test)]
 mod tests {
-    use super::{decimal, escaped, response_header, Field, Format, IpText, Part};
+    use super::{escaped, push_decimal, response_header, Field, Format, IpText, Part};
 
     #[test]
     fn numbers_and_addresses_are_written_as_fmt_would() {
         let mut out = Vec::new();
         for n in [0, 7, 10, 200, 65_535, u64::MAX] {
             out.clear();
-            decimal(&mut out, n);
+            push_decimal(&mut out, n);
             assert_eq!(out, n.to_string().as_bytes());
         }
         for address in [

@@ -112,7 +112,9 @@ pub(crate) fn push_length(head: &mut BytesMut, length: u64) {
     head.extend_from_slice(b"\r\n");
 }
 
-fn push_decimal(out: &mut BytesMut, value: u64) {
+/// `value` in decimal, without the formatting machinery (heads and log
+/// lines hold several numbers); into any buffer, a stack slice included.
+pub(crate) fn push_decimal(out: &mut impl bytes::BufMut, value: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut rest = value;
@@ -124,7 +126,7 @@ fn push_decimal(out: &mut BytesMut, value: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[at..]);
+    out.put_slice(&digits[at..]);
 }
 
 /// What the encoder does with one of the app's headers.
